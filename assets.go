@@ -1,0 +1,13 @@
+// Package oomlab holds the files the oomlab binary carries with it, so that
+// one binary can build the default kernels and run the suite from any
+// directory: the kconfig fragments, the patch series (with its BASE) and the
+// scenario files. Everything else lives under harness/.
+package oomlab
+
+import "embed"
+
+// Assets is rooted at the repository top: kconfig/*.config, patches/*,
+// scenarios/*.yaml.
+//
+//go:embed kconfig/*.config patches scenarios/*.yaml
+var Assets embed.FS

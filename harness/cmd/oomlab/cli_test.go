@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var exe string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "oomlab-cli-")
+	if err != nil {
+		panic(err)
+	}
+	exe = filepath.Join(dir, "oomlab")
+	if out, err := exec.Command("go", "build", "-o", exe, ".").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func run(t *testing.T, dir string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(exe, args...)
+	cmd.Dir = dir
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), code
+}
+
+// TestBadInput: one clear line naming the thing and the fix, exit 2, and no
+// results directory left behind.
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("name: x\nguest:\n  cpus: 0.5\n"), 0o644)
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown scenario", []string{"run", "no-such-scenario"}, `unknown scenario "no-such-scenario"`},
+		{"repeat range", []string{"run", "smoke", "--repeat", "-3"}, "--repeat -3 out of range"},
+		{"bad accel", []string{"run", "smoke", "--accel", "xen"}, `--accel "xen"`},
+		{"no qemu", []string{"run", "smoke", "--qemu", "/nonexistent/qemu"}, "apt-get install qemu-system-x86"},
+		{"no agent", []string{"run", "smoke", "--qemu", "true", "--bin-dir", dir}, "run 'make build'"},
+		{"bad variant", []string{"build", "--variant", "fast"}, `variant "fast"`},
+		{"bad jobs", []string{"build", "--jobs", "0"}, "--jobs 0 out of range"},
+		{"no patches dir", []string{"build", "--patches", "/nonexistent"}, "--patches /nonexistent: not a directory"},
+		{"bad kernel tree", []string{"build", "--variant", "baseline", "--kernel-src", dir, "--cache", filepath.Join(dir, "cache")}, dir},
+		{"unknown flag", []string{"run", "--frobnicate"}, "unknown flag"},
+		{"bad scenario file", []string{"validate", bad}, "bad.yaml:3:"},
+		{"missing scan file", []string{"scan", "/nonexistent/log"}, "/nonexistent/log"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, stderr, code := run(t, dir, c.args...)
+			if code != 2 {
+				t.Errorf("exit code %d, want 2 (stderr %q)", code, stderr)
+			}
+			if !strings.Contains(stderr, c.want) {
+				t.Errorf("stderr %q does not mention %q", stderr, c.want)
+			}
+			if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "panic") {
+				t.Errorf("traceback on bad input: %s", stderr)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "results")); err == nil {
+				t.Errorf("a results directory was left behind")
+			}
+		})
+	}
+}
+
+func TestScanPrintsJSONLines(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "console.log")
+	os.WriteFile(log, []byte("[   12.500000] memhog invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP), order=0, oom_score_adj=0\n"+
+		"[   12.600000] rcu: Hierarchical RCU implementation.\n"+
+		"[   12.700000] Out of memory: Killed process 231 (memhog) total-vm:262144kB, anon-rss:200000kB, file-rss:4kB, shmem-rss:0kB, UID:0 pgtables:500kB oom_score_adj:0\n"), 0o644)
+	stdout, stderr, code := run(t, dir, "scan", log)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want 2 events (the RCU banner is not one), got %d:\n%s", len(lines), stdout)
+	}
+	var e struct {
+		Kind string   `json:"kind"`
+		Line int      `json:"line"`
+		Time *float64 `json:"time"`
+		PID  *int     `json:"pid"`
+		Comm string   `json:"comm"`
+	}
+	if err := json.Unmarshal([]byte(lines[1]), &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Kind != "oom_kill" || e.Line != 3 || e.Time == nil || *e.Time != 12.7 || e.PID == nil || *e.PID != 231 || e.Comm != "memhog" {
+		t.Errorf("oom_kill event wrong: %s", lines[1])
+	}
+	// stdin works too
+	cmd := exec.Command(exe, "scan")
+	cmd.Stdin = strings.NewReader("[    1.000000] Kernel panic - not syncing: Hard LOCKUP\n")
+	out, err := cmd.Output()
+	if err != nil || !strings.Contains(string(out), `"kind":"panic"`) {
+		t.Errorf("scan from stdin: %v %s", err, out)
+	}
+}
+
+func TestListAndValidate(t *testing.T) {
+	stdout, _, code := run(t, t.TempDir(), "list")
+	if code != 0 || !strings.Contains(stdout, "smoke") || !strings.Contains(stdout, "quick") {
+		t.Errorf("list: exit %d\n%s", code, stdout)
+	}
+	stdout, _, code = run(t, t.TempDir(), "validate", "../../../scenarios/smoke.yaml")
+	if code != 0 || !strings.Contains(stdout, "ok") {
+		t.Errorf("validate smoke.yaml: exit %d %s", code, stdout)
+	}
+}

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"runtime"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+
+	"oomlab"
+	"oomlab/harness/internal/kbuild"
+)
+
+// kernelFlags are the flags every command that needs kernels shares.
+type kernelFlags struct {
+	kernelSrc string
+	patches   string
+	cache     string
+	jobs      int
+}
+
+func (k *kernelFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&k.kernelSrc, "kernel-src", "", "kernel tree to build (default: Debian's linux-source-6.12, installed and unpacked on demand)")
+	c.Flags().StringVar(&k.patches, "patches", "", "patch series directory with a 'series' file (default: the series built into oomlab)")
+	c.Flags().StringVar(&k.cache, "cache", "", "cache directory (default: $XDG_CACHE_HOME/oomlab or ~/.cache/oomlab)")
+	c.Flags().IntVar(&k.jobs, "jobs", runtime.NumCPU(), "parallel compile jobs")
+}
+
+// sources returns the BASE file, the series and the kconfig fragments.
+func (k *kernelFlags) sources() ([]byte, fs.FS, []kbuild.Fragment, error) {
+	if k.jobs < 1 || k.jobs > 1024 {
+		return nil, nil, nil, &exitError{2, fmt.Errorf("--jobs %d out of range 1..1024", k.jobs)}
+	}
+	var series fs.FS
+	if k.patches != "" {
+		st, err := os.Stat(k.patches)
+		if err != nil || !st.IsDir() {
+			return nil, nil, nil, &exitError{2, fmt.Errorf("--patches %s: not a directory (give the directory holding 'series')", k.patches)}
+		}
+		if _, err := os.Stat(path.Join(k.patches, "series")); err != nil {
+			return nil, nil, nil, &exitError{2, fmt.Errorf("--patches %s: no 'series' file (list the patches in order, one per line)", k.patches)}
+		}
+		series = os.DirFS(k.patches)
+	} else {
+		sub, err := fs.Sub(oomlab.Assets, "patches")
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		series = sub
+	}
+	base, err := fs.ReadFile(oomlab.Assets, "patches/BASE")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if b, err := fs.ReadFile(series, "BASE"); err == nil {
+		base = b
+	}
+	names, err := fs.Glob(oomlab.Assets, "kconfig/*.config")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	sort.Strings(names)
+	var frags []kbuild.Fragment
+	for _, n := range names {
+		// debug.config (lockdep, KASAN) is opt-in: it makes TCG guests slow.
+		if strings.HasSuffix(n, "/debug.config") {
+			continue
+		}
+		data, err := fs.ReadFile(oomlab.Assets, n)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		frags = append(frags, kbuild.Fragment{Name: n, Data: data})
+	}
+	return base, series, frags, nil
+}
+
+// seriesEmpty says whether the series lists no patch.
+func seriesEmpty(series fs.FS) bool {
+	b, err := fs.ReadFile(series, "series")
+	if err != nil {
+		return true
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			return false
+		}
+	}
+	return true
+}
+
+// buildKernels builds (or finds in the cache) one kernel per variant.
+func buildKernels(ctx context.Context, k *kernelFlags, variants []string) (map[string]*kbuild.Result, error) {
+	base, series, frags, err := k.sources()
+	if err != nil {
+		return nil, err
+	}
+	cache := k.cache
+	if cache == "" {
+		cache = kbuild.DefaultCacheDir()
+	}
+	out := map[string]*kbuild.Result{}
+	for _, v := range variants {
+		prog := newBuildProgress(v)
+		res, err := kbuild.Build(ctx, kbuild.Options{
+			CacheDir: cache, KernelSrc: k.kernelSrc, BaseFile: base, Series: series,
+			Variant: v, Fragments: frags, Jobs: k.jobs, Progress: prog.update,
+			AllowInstall: os.Geteuid() == 0,
+		})
+		prog.done(res, err)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, &exitError{2, fmt.Errorf("build %s kernel: %v", v, err)}
+		}
+		out[v] = res
+	}
+	return out, nil
+}
+
+// buildProgress shows a kernel build: a live spinner line on a terminal,
+// one line per phase (and every 30 s) in logs and CI.
+type buildProgress struct {
+	variant  string
+	tty      bool
+	p        *mpb.Progress
+	bar      *mpb.Bar
+	status   atomic.Value // kbuild.Status
+	phase    string
+	lastLine time.Time
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0 && os.Getenv("CI") == ""
+}
+
+func newBuildProgress(variant string) *buildProgress {
+	b := &buildProgress{variant: variant, tty: isTerminal(os.Stderr)}
+	b.status.Store(kbuild.Status{Phase: "starting"})
+	if b.tty {
+		b.p = mpb.New(mpb.WithOutput(os.Stderr), mpb.WithWidth(16))
+		b.bar = b.p.New(0, mpb.SpinnerStyle(),
+			mpb.PrependDecorators(decor.Name("kernel "+variant+" ")),
+			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
+				st := b.status.Load().(kbuild.Status)
+				return fmt.Sprintf(" %-10s %6s  %5d files", st.Phase, st.Elapsed.Truncate(time.Second), st.Compiled)
+			})),
+			mpb.BarFillerClearOnComplete(),
+		)
+	}
+	return b
+}
+
+func (b *buildProgress) update(st kbuild.Status) {
+	b.status.Store(st)
+	if b.tty {
+		return
+	}
+	if st.Phase != b.phase || time.Since(b.lastLine) > 30*time.Second {
+		b.phase, b.lastLine = st.Phase, time.Now()
+		fmt.Fprintf(os.Stderr, "kernel %s: %s (%s, %d files compiled)\n", b.variant, st.Phase, st.Elapsed.Truncate(time.Second), st.Compiled)
+	}
+}
+
+func (b *buildProgress) done(res *kbuild.Result, err error) {
+	if b.tty {
+		if err != nil {
+			b.bar.Abort(false)
+		} else {
+			b.bar.SetTotal(-1, true)
+		}
+		b.p.Wait()
+	}
+	if err == nil {
+		how := fmt.Sprintf("built in %s", res.Duration.Truncate(time.Second))
+		if res.Cached {
+			how = "cache hit"
+		}
+		fmt.Fprintf(os.Stderr, "kernel %s: %s %s (%s)\n", b.variant, res.KernelRelease, how, res.BzImage)
+	}
+}
+
+func newBuildCmd() *cobra.Command {
+	var k kernelFlags
+	var variant string
+	c := &cobra.Command{
+		Use:   "build",
+		Short: "build the baseline and/or patched kernel (cached by content hash)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			variants, err := parseVariants(variant, &k)
+			if err != nil {
+				return err
+			}
+			_, err = buildKernels(cmd.Context(), &k, variants)
+			return err
+		},
+	}
+	k.add(c)
+	c.Flags().StringVar(&variant, "variant", "all", "baseline, patched or all (patched only when the series is not empty)")
+	return c
+}
+
+// parseVariants turns "all", "baseline", "patched", "baseline,patched" into
+// a list; "all" leaves out patched while the series is empty.
+func parseVariants(s string, k *kernelFlags) ([]string, error) {
+	if s == "all" {
+		_, series, _, err := k.sources()
+		if err != nil {
+			return nil, err
+		}
+		if seriesEmpty(series) {
+			return []string{"baseline"}, nil
+		}
+		return []string{"baseline", "patched"}, nil
+	}
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		v = strings.TrimSpace(v)
+		if v != "baseline" && v != "patched" {
+			return nil, &exitError{2, fmt.Errorf("variant %q: want baseline, patched or all", v)}
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}

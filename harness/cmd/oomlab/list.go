@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"oomlab/harness/internal/scenario"
+)
+
+func newListCmd() *cobra.Command {
+	var fields bool
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "list the built-in scenarios and sets (--fields: the figures expectations may use)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if fields {
+				var n []string
+				for k := range scenario.Figures {
+					n = append(n, k)
+				}
+				sort.Strings(n)
+				for _, k := range n {
+					fmt.Printf("%-22s %s\n", k, scenario.Figures[k])
+				}
+				return nil
+			}
+			b, err := builtinScenarios()
+			if err != nil {
+				return &exitError{2, err}
+			}
+			for _, n := range names(b) {
+				fmt.Printf("%-28s %s\n", n, b[n].Description)
+			}
+			for s, members := range sets {
+				fmt.Printf("%-28s set: %s\n", s, strings.Join(members, ", "))
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&fields, "fields", false, "list the figures expectations can name")
+	return c
+}
+
+func newValidateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate FILE.yaml...",
+		Short: "check scenario files without running them",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			bad := 0
+			for _, a := range args {
+				data, err := os.ReadFile(a)
+				if err == nil {
+					_, err = scenario.Parse(a, data)
+				}
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					bad++
+					continue
+				}
+				fmt.Printf("%s: ok\n", a)
+			}
+			if bad > 0 {
+				return &exitError{2, fmt.Errorf("%d of %d scenario files are invalid", bad, len(args))}
+			}
+			return nil
+		},
+	}
+}

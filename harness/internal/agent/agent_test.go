@@ -1,0 +1,411 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestSplitWords(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"  true  ", []string{"true"}},
+		{"sh -c 'kill -9 $$'", []string{"sh", "-c", "kill -9 $$"}},
+		{`echo "a \"b\" \$c \x" d\ e`, []string{"echo", `a "b" $c \x`, "d e"}},
+		{`a''b "" ''`, []string{"ab", "", ""}},
+		{"a\\\nb\tc\nd", []string{"ab", "c", "d"}},
+		{`'it'\''s'`, []string{"it's"}},
+		{`x"y z"'w'`, []string{"xy zw"}},
+	}
+	for _, tc := range tests {
+		got, err := SplitWords(tc.in)
+		if err != nil {
+			t.Errorf("SplitWords(%q): %v", tc.in, err)
+			continue
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("SplitWords(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	for _, bad := range []string{`'abc`, `"abc`, `abc\`, `"a\"`} {
+		if _, err := SplitWords(bad); err == nil {
+			t.Errorf("SplitWords(%q): expected error", bad)
+		}
+	}
+	words := []string{"plain", "", "with space", "it's", `q"uo\te`, "$HOME", "tab\there"}
+	got, err := SplitWords(JoinWords(words...))
+	if err != nil || !reflect.DeepEqual(got, words) {
+		t.Errorf("JoinWords round trip: %q, %v", got, err)
+	}
+}
+
+func TestParseRunArgs(t *testing.T) {
+	o, rest, err := ParseRunArgs([]string{"--policy", "fifo", "--prio=50", "--cpus", "0,2-3",
+		"--oom-score-adj", "500", "--nice", "-5", "--cgroup", "/sys/fs/cgroup/x", "--", "cmd", "--policy", "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Policy != "fifo" || o.Prio != 50 || o.CPUs != "0,2-3" || o.OOMScoreAdj != 500 ||
+		o.Nice == nil || *o.Nice != -5 || o.Cgroup != "/sys/fs/cgroup/x" {
+		t.Errorf("options = %+v", o)
+	}
+	if !reflect.DeepEqual(rest, []string{"cmd", "--policy", "a"}) {
+		t.Errorf("rest = %q", rest)
+	}
+	// Round trip through the trampoline flags.
+	o2, rest2, err := ParseRunArgs(append(o.Args(), "--", "x"))
+	if err != nil || !reflect.DeepEqual(o, o2) || !reflect.DeepEqual(rest2, []string{"x"}) {
+		t.Errorf("round trip: %+v %q %v", o2, rest2, err)
+	}
+
+	// Defaults: oom_score_adj 0 always rendered, RT prio defaults to 1.
+	o, rest, err = ParseRunArgs([]string{"cmd", "arg"})
+	if err != nil || !reflect.DeepEqual(rest, []string{"cmd", "arg"}) {
+		t.Fatal(rest, err)
+	}
+	if a := o.Args(); !reflect.DeepEqual(a, []string{"--oom-score-adj", "0"}) {
+		t.Errorf("default Args() = %q", a)
+	}
+	if o, _, _ = ParseRunArgs([]string{"--policy", "rr", "--", "x"}); o.Prio != 1 {
+		t.Errorf("default rr prio = %d", o.Prio)
+	}
+
+	for _, bad := range [][]string{
+		{"--policy", "deadline", "x"},
+		{"--policy", "fifo", "--prio", "100", "x"},
+		{"--policy", "idle", "--prio", "3", "x"},
+		{"--oom-score-adj", "1001", "x"},
+		{"--nice", "20", "x"},
+		{"--cpus", "3-1", "x"},
+		{"--bogus", "1", "x"},
+		{"--policy"},
+	} {
+		if _, _, err := ParseRunArgs(bad); err == nil {
+			t.Errorf("ParseRunArgs(%q): expected error", bad)
+		}
+	}
+}
+
+func TestParseCPUList(t *testing.T) {
+	set, err := ParseCPUList("0,2-3, 5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for cpu, want := range map[int]bool{0: true, 1: false, 2: true, 3: true, 4: false, 5: true} {
+		if set.IsSet(cpu) != want {
+			t.Errorf("cpu %d set=%v", cpu, !want)
+		}
+	}
+	for _, bad := range []string{"", "a", "1-", "-1", "5-2", "99999"} {
+		if _, err := ParseCPUList(bad); err == nil {
+			t.Errorf("ParseCPUList(%q): expected error", bad)
+		}
+	}
+}
+
+func TestSignals(t *testing.T) {
+	if n := SignalName(unix.SIGKILL); n != "KILL" {
+		t.Errorf("SignalName(SIGKILL) = %q", n)
+	}
+	for _, in := range []string{"KILL", "SIGKILL", "kill", "9"} {
+		if s, ok := ParseSignal(in); !ok || s != unix.SIGKILL {
+			t.Errorf("ParseSignal(%q) = %v %v", in, s, ok)
+		}
+	}
+	if _, ok := ParseSignal("NOPE"); ok {
+		t.Error("ParseSignal(NOPE) ok")
+	}
+}
+
+func TestPolicyName(t *testing.T) {
+	for p, want := range map[uint]string{0: "other", 1: "fifo", 2: "rr", 3: "batch", 5: "idle", 6: "deadline"} {
+		if got := PolicyName(p); got != want {
+			t.Errorf("PolicyName(%d) = %q, want %q", p, got, want)
+		}
+	}
+}
+
+func TestSysctls(t *testing.T) {
+	old := procSysDir
+	procSysDir = t.TempDir()
+	defer func() { procSysDir = old }()
+	if p := SysctlPath("kernel.sched_rt_runtime_us"); p != filepath.Join(procSysDir, "kernel/sched_rt_runtime_us") {
+		t.Errorf("SysctlPath = %s", p)
+	}
+	if p := SysctlPath("net/ipv4/conf/eth0.100/x"); p != filepath.Join(procSysDir, "net/ipv4/conf/eth0.100/x") {
+		t.Errorf("SysctlPath with slashes = %s", p)
+	}
+	if p := SysctlPath("../../etc/passwd"); !strings.HasPrefix(p, procSysDir) {
+		t.Errorf("SysctlPath escapes: %s", p)
+	}
+	if err := os.MkdirAll(filepath.Join(procSysDir, "vm"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := ApplySysctls(map[string]string{"vm.swappiness": "10", "nodir.x": "1"})
+	if err == nil || !strings.Contains(err.Error(), "nodir.x") {
+		t.Errorf("ApplySysctls error = %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(procSysDir, "vm/swappiness")); string(b) != "10\n" {
+		t.Errorf("vm.swappiness = %q", b)
+	}
+
+	var out, errb bytes.Buffer
+	s := &stdio{out: &out, err: &errb}
+	if rc := bSysctl(context.Background(), s, []string{"sysctl", "vm.swappiness=60", "vm.swappiness"}); rc != 0 {
+		t.Fatalf("sysctl rc=%d: %s", rc, errb.String())
+	}
+	if out.String() != "vm.swappiness = 60\n" {
+		t.Errorf("sysctl output %q", out.String())
+	}
+	out.Reset()
+	if rc := bSysctl(context.Background(), s, []string{"sysctl", "-n", "vm.swappiness"}); rc != 0 || out.String() != "60\n" {
+		t.Errorf("sysctl -n: rc=%d out=%q", rc, out.String())
+	}
+	if rc := bSysctl(context.Background(), s, []string{"sysctl", "vm.nope"}); rc != 1 {
+		t.Errorf("sysctl missing key rc=%d", rc)
+	}
+}
+
+func TestFileBuiltins(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	s := &stdio{out: &out, err: &errb}
+	ctx := context.Background()
+
+	if rc := bMkdir(ctx, s, []string{"mkdir", "-p", dir + "/a/b/c"}); rc != 0 {
+		t.Fatalf("mkdir -p: %s", errb.String())
+	}
+	if rc := bWrite(ctx, s, []string{"write", dir + "/a/f", "3", "x"}); rc != 0 {
+		t.Fatalf("write: %s", errb.String())
+	}
+	if rc := bCat(ctx, s, []string{"cat", dir + "/a/f", dir + "/a/f"}); rc != 0 || out.String() != "3 x\n3 x\n" {
+		t.Errorf("cat rc=%d out=%q", rc, out.String())
+	}
+	out.Reset()
+	if rc := bCat(ctx, s, []string{"cat", dir + "/missing"}); rc != 1 || !strings.Contains(errb.String(), "missing") {
+		t.Errorf("cat missing rc=%d err=%q", rc, errb.String())
+	}
+
+	old := kmsgPath
+	kmsgPath = dir + "/kmsg"
+	defer func() { kmsgPath = old }()
+	if rc := bKmsg(ctx, s, []string{"kmsg", "oomlab:", "mark", "1"}); rc != 0 {
+		t.Fatal(errb.String())
+	}
+	if b, _ := os.ReadFile(kmsgPath); string(b) != "oomlab: mark 1\n" {
+		t.Errorf("kmsg wrote %q", b)
+	}
+}
+
+func TestSleepCancel(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	var errb bytes.Buffer
+	if rc := bSleep(ctx, &stdio{out: &errb, err: &errb}, []string{"sleep", "30"}); rc == 0 {
+		t.Error("cancelled sleep returned 0")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("sleep not interrupted (%v)", d)
+	}
+	if rc := bSleep(context.Background(), &stdio{out: &errb, err: &errb}, []string{"sleep", "0.01"}); rc != 0 {
+		t.Errorf("sleep 0.01 rc=%d", rc)
+	}
+}
+
+func TestParseVMStat(t *testing.T) {
+	m := parseVMStat([]byte("nr_free_pages 123\noom_kill 2\npgscan_kswapd 10\nbogus\n"))
+	if m["oom_kill"] != 2 || m["pgscan_kswapd"] != 10 || m["nr_free_pages"] != 123 || len(m) != 3 {
+		t.Errorf("parseVMStat = %v", m)
+	}
+}
+
+func TestCollector(t *testing.T) {
+	c, err := newCollector("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.sample()
+	time.Sleep(20 * time.Millisecond)
+	b := c.sample()
+	if len(a.Errors) != 0 {
+		t.Errorf("sample errors: %v", a.Errors)
+	}
+	if a.MemTotalKB == 0 || a.MemAvailableKB > a.MemTotalKB || a.MemFreeKB > a.MemTotalKB {
+		t.Errorf("implausible meminfo: %+v", a)
+	}
+	if b.Seq != a.Seq+1 || b.Mono <= a.Mono {
+		t.Errorf("seq/mono not increasing: %v/%v %v/%v", a.Seq, b.Seq, a.Mono, b.Mono)
+	}
+	if !a.VMEvents {
+		t.Errorf("host kernel without vm event counters?")
+	}
+	if a.ProcsRunning == 0 {
+		t.Errorf("procs_running = 0 while we run")
+	}
+	// The JSON names are the wire format shared with package guest.
+	data, _ := json.Marshal(a)
+	for _, k := range []string{`"mono":`, `"oom_kill":`, `"mem_available_kb":`, `"pgscan":`, `"psi":`, `"procs_blocked":`} {
+		if !bytes.Contains(data, []byte(k)) {
+			t.Errorf("sample JSON lacks %s: %s", k, data)
+		}
+	}
+}
+
+func TestMetricsBuiltin(t *testing.T) {
+	var out, errb bytes.Buffer
+	rc := bMetrics(context.Background(), &stdio{out: &out, err: &errb}, []string{"metrics", "--interval-ms", "10", "--count=3"})
+	if rc != 0 {
+		t.Fatalf("rc=%d %s", rc, errb.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("got %d lines: %q", len(lines), out.String())
+	}
+	for i, l := range lines {
+		var s Sample
+		if err := json.Unmarshal([]byte(l), &s); err != nil || s.Seq != i {
+			t.Errorf("line %d: %v %+v", i, err, s)
+		}
+	}
+	if rc := bMetrics(context.Background(), &stdio{out: &out, err: &errb}, []string{"metrics", "--bogus", "1"}); rc != exitUsage {
+		t.Errorf("bad option rc=%d", rc)
+	}
+}
+
+func TestListProcs(t *testing.T) {
+	procs, err := ListProcs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range procs {
+		if p.PID == os.Getpid() {
+			if p.Threads < 1 || p.RSSKB <= 0 || p.Policy == "" || p.PPID != os.Getppid() {
+				t.Errorf("self = %+v", p)
+			}
+			return
+		}
+	}
+	t.Errorf("own pid %d not listed", os.Getpid())
+}
+
+func TestConfig(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "agent.json")
+	if err := os.WriteFile(p, []byte(`{"ip_cidr":"10.0.2.15/24","sysctls":{"vm.panic_on_oom":"0"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ListenAddr != ":22" || !reflect.DeepEqual(c.PathDirs, []string{"/bin"}) || c.IPCIDR != "10.0.2.15/24" || c.Sysctls["vm.panic_on_oom"] != "0" {
+		t.Errorf("config = %+v", c)
+	}
+	if err := os.WriteFile(p, []byte(`{`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(p); err == nil {
+		t.Error("bad JSON accepted")
+	}
+	if _, err := NewServer(Config{HostKeyPEM: "junk"}); err == nil {
+		t.Error("NewServer accepted a junk host key")
+	}
+}
+
+func TestRtentryLayout(t *testing.T) {
+	// sizeof(struct rtentry) on 64-bit Linux; offsets of the used fields.
+	var rt rtentry
+	if s := unsafe.Sizeof(rt); s != 120 {
+		t.Errorf("sizeof(rtentry) = %d, want 120", s)
+	}
+	if o := unsafe.Offsetof(rt.flags); o != 56 {
+		t.Errorf("offsetof(rt_flags) = %d, want 56", o)
+	}
+	if o := unsafe.Offsetof(rt.dev); o != 88 {
+		t.Errorf("offsetof(rt_dev) = %d, want 88", o)
+	}
+}
+
+// TestNetworkSetup runs ConfigureInterface/AddDefaultRoute for real inside
+// a fresh network namespace (a re-exec of the test binary).
+func TestNetworkSetup(t *testing.T) {
+	if os.Getenv("OOMLAB_NETNS_CHILD") == "1" {
+		netnsChild(t)
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestNetworkSetup$", "-test.v")
+	cmd.Env = append(os.Environ(), "OOMLAB_NETNS_CHILD=1")
+	cmd.SysProcAttr = &unix.SysProcAttr{Cloneflags: unix.CLONE_NEWNET}
+	out, err := cmd.CombinedOutput()
+	if err != nil && strings.Contains(err.Error(), "operation not permitted") {
+		t.Skipf("cannot create network namespace: %v", err)
+	}
+	if err != nil || !strings.Contains(string(out), "NETNS-OK") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
+
+func netnsChild(t *testing.T) {
+	if err := ConfigureInterface("lo", "10.9.0.1/24"); err != nil {
+		t.Fatal(err)
+	}
+	if err := AddDefaultRoute("10.9.0.2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := AddDefaultRoute("10.9.0.2"); err != nil {
+		t.Fatalf("adding the same route twice: %v", err)
+	}
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lo.Flags&net.FlagUp == 0 {
+		t.Errorf("lo not up: %v", lo.Flags)
+	}
+	addrs, _ := lo.Addrs()
+	found := false
+	for _, a := range addrs {
+		found = found || a.String() == "10.9.0.1/24"
+	}
+	if !found {
+		t.Errorf("lo addresses %v lack 10.9.0.1/24", addrs)
+	}
+	routes, _ := os.ReadFile("/proc/net/route")
+	// Iface Destination Gateway(little-endian hex) ...
+	if !hasDefaultRoute(string(routes), "lo", "0200090A") {
+		t.Errorf("no default route via 10.9.0.2 in\n%s", routes)
+	}
+	if err := ConfigureInterface("nonexistent0", ""); err == nil {
+		t.Error("configuring a missing interface succeeded")
+	}
+	if !t.Failed() {
+		t.Log("NETNS-OK")
+	}
+}
+
+func hasDefaultRoute(table, dev, gwHex string) bool {
+	for _, l := range strings.Split(table, "\n") {
+		f := strings.Fields(l)
+		if len(f) > 2 && f[0] == dev && f[1] == "00000000" && strings.EqualFold(f[2], gwHex) {
+			return true
+		}
+	}
+	return false
+}

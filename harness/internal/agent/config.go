@@ -1,0 +1,49 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+)
+
+// ConfigPath is where the initramfs carries the agent configuration.
+const ConfigPath = "/etc/oomlab/agent.json"
+
+// Config is the agent configuration. The host side (package guest and the
+// initramfs builder) writes it as JSON to ConfigPath.
+type Config struct {
+	ListenAddr     string            `json:"listen_addr"`     // e.g. ":22"
+	HostKeyPEM     string            `json:"host_key_pem"`    // OpenSSH private key PEM
+	AuthorizedKeys string            `json:"authorized_keys"` // authorized_keys format, one or more
+	IPCIDR         string            `json:"ip_cidr"`         // "10.0.2.15/24"; empty = leave eth0 alone
+	Gateway        string            `json:"gateway"`
+	Sysctls        map[string]string `json:"sysctls"`   // "kernel.sched_rt_runtime_us": "-1" -> /proc/sys/kernel/sched_rt_runtime_us
+	PathDirs       []string          `json:"path_dirs"` // where commands are looked up, default ["/bin"]
+}
+
+// DefaultListenAddr is used when Config.ListenAddr is empty.
+const DefaultListenAddr = ":22"
+
+// WithDefaults returns a copy of c with empty fields filled in.
+func (c Config) WithDefaults() Config {
+	if c.ListenAddr == "" {
+		c.ListenAddr = DefaultListenAddr
+	}
+	if len(c.PathDirs) == 0 {
+		c.PathDirs = []string{"/bin"}
+	}
+	return c
+}
+
+// LoadConfig reads and decodes a JSON config file and applies defaults.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, err
+	}
+	var c Config
+	if err := json.Unmarshal(data, &c); err != nil {
+		return Config{}, fmt.Errorf("parse %s: %w", path, err)
+	}
+	return c.WithDefaults(), nil
+}

@@ -1,0 +1,95 @@
+// Package console turns kernel log lines into typed events (OOM kills,
+// lockups, stalls, panics, BUGs, WARNINGs).
+//
+// It reads what the kernel prints wherever it ends up: a QEMU serial
+// console, dmesg (plain, -T, -x, --time-format iso, -r), /dev/kmsg records,
+// journalctl -k, /var/log/kern.log, LKML pastes and syzkaller reports, from
+// kernels 3.x to 6.x. Recognisers are anchored at the start of the kernel
+// message (after all prefixes are stripped), so text that merely mentions
+// an OOM, a stall or a BUG is not an event.
+package console
+
+// Kind names an event type. The string values are part of the JSON output
+// of `oomlab scan` and must stay stable.
+type Kind string
+
+// Event kinds.
+const (
+	OOMInvoked    Kind = "oom_invoked"     // "<comm> invoked oom-killer: gfp_mask=..."
+	OOMKill       Kind = "oom_kill"        // "[Out of memory: ]Killed process N (comm) ..."
+	OOMReaped     Kind = "oom_reaped"      // "oom_reaper: reaped process N (comm), now ..."
+	OOMReapFailed Kind = "oom_reap_failed" // "oom_reaper: unable to reap pid:N (comm)"
+	HandedOver    Kind = "handed_over"     // "Handed over N to exit path." (oomlab debug patch)
+	SoftLockup    Kind = "soft_lockup"     // "BUG: soft lockup - CPU#n stuck for Ns! [comm:pid]"
+	HardLockup    Kind = "hard_lockup"     // "Watchdog detected hard LOCKUP on cpu n"
+	RCUStall      Kind = "rcu_stall"       // "INFO: rcu_sched self-detected stall on CPU" ...
+	HungTask      Kind = "hung_task"       // "INFO: task comm:pid blocked for more than N seconds."
+	Panic         Kind = "panic"           // "Kernel panic - not syncing: reason"
+	Bug           Kind = "bug"             // "BUG: ...", "kernel BUG at file:line!", GPF
+	Warning       Kind = "warning"         // "WARNING: CPU: n PID: n at file:line func", lockdep
+)
+
+// AllKinds lists every Kind the parser can emit.
+var AllKinds = []Kind{
+	OOMInvoked, OOMKill, OOMReaped, OOMReapFailed, HandedOver,
+	SoftLockup, HardLockup, RCUStall, HungTask,
+	Panic, Bug, Warning,
+}
+
+// IsLockup reports whether k means that a CPU or a task made no progress.
+func (k Kind) IsLockup() bool {
+	switch k {
+	case SoftLockup, HardLockup, RCUStall, HungTask:
+		return true
+	}
+	return false
+}
+
+// MaxTextLen bounds Event.Text in bytes.
+const MaxTextLen = 512
+
+// maxFieldLen bounds each Event.Fields value and Event.Comm in bytes; a
+// cgroup path can be long but nothing we extract needs more.
+const maxFieldLen = 256
+
+// Event is one recognised kernel log message.
+type Event struct {
+	Kind Kind `json:"kind"`
+	// Line is the 1-based line number in the stream.
+	Line int `json:"line"`
+	// Time is seconds from the printk [ ] stamp (or /dev/kmsg usec); nil
+	// when the line carries no such stamp (dmesg -T, journal without -o
+	// short-monotonic, plain pastes).
+	Time *float64 `json:"time"`
+	// CPU is the CPU the event is about: the locked-up CPU, the CPU named
+	// in a WARNING, else the printing CPU from a [Cn] caller id when that
+	// CPU is the subject. Nil if unknown.
+	CPU *int `json:"cpu"`
+	// PID is the task the event is about: the victim for oom_kill,
+	// oom_reaped, oom_reap_failed and handed_over; the stuck task for
+	// soft_lockup and hung_task; the current task for oom_invoked, panic,
+	// bug and warning (from the message or a [Tn] caller id). Nil if unknown.
+	PID  *int   `json:"pid"`
+	Comm string `json:"comm,omitempty"`
+	// Text is the message without prefixes, valid UTF-8, at most
+	// MaxTextLen bytes.
+	Text string `json:"text"`
+	// Fields holds extra values, all as strings: anon_rss_kb, file_rss_kb,
+	// shmem_rss_kb, total_vm_kb, pgtables_kb, uid, oom_score_adj, score,
+	// constraint (global, memcg, cpuset, mempolicy), gfp_mask, gfp_flags,
+	// order, stuck_seconds, blocked_seconds, rcu_flavor, stall, reason,
+	// location (file:line), function, detected_by, ...
+	Fields map[string]string `json:"fields,omitempty"`
+}
+
+func (e *Event) setField(k, v string) {
+	if v == "" {
+		return
+	}
+	if e.Fields == nil {
+		e.Fields = make(map[string]string, 4)
+	}
+	e.Fields[k] = clean(v, maxFieldLen)
+}
+
+func intPtr(v int) *int { return &v }

@@ -1,0 +1,342 @@
+package guest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"oomlab/harness/internal/agent"
+)
+
+// Sample is one metrics sample; the type is defined by the agent.
+type Sample = agent.Sample
+
+// ErrHostKeyMismatch is returned by Dial when the server presents a host key
+// other than Keys.HostPublic. Dial does not retry on it.
+var ErrHostKeyMismatch = errors.New("guest: host key mismatch")
+
+// ErrAuth is returned by Dial when the agent rejects the client key. Dial
+// does not retry on it.
+var ErrAuth = errors.New("guest: authentication rejected")
+
+// Client is an SSH connection to the guest agent. It is safe for
+// concurrent use; every command runs in its own session.
+type Client struct {
+	conn *ssh.Client
+	addr string
+}
+
+// Dial connects to the agent at addr (host:port), retrying with backoff
+// until it succeeds or ctx is done.
+//
+// Retrying is essential: QEMU user networking accepts the forwarded TCP
+// port before the guest listens and then closes or stalls the connection.
+// ssh.ClientConfig.Timeout covers only the TCP connect, so each attempt's
+// handshake is bounded by handshakeTimeout via a deadline on the net.Conn
+// (cleared once the handshake is done). A host key mismatch or rejected
+// client key ends the retries at once.
+func Dial(ctx context.Context, addr string, keys *Keys, handshakeTimeout time.Duration) (*Client, error) {
+	if handshakeTimeout <= 0 {
+		handshakeTimeout = 10 * time.Second
+	}
+	backoff := 50 * time.Millisecond
+	var lastErr error
+	for {
+		c, err := dialOnce(ctx, addr, keys, handshakeTimeout)
+		if err == nil {
+			return c, nil
+		}
+		if errors.Is(err, ErrHostKeyMismatch) || errors.Is(err, ErrAuth) {
+			return nil, err
+		}
+		lastErr = err
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("guest: dial %s: %w (last error: %v)", addr, ctx.Err(), lastErr)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+func dialOnce(ctx context.Context, addr string, keys *Keys, handshakeTimeout time.Duration) (*Client, error) {
+	d := net.Dialer{Timeout: handshakeTimeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(handshakeTimeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	_ = conn.SetDeadline(deadline)
+	// Abort a handshake in progress when ctx is cancelled.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+
+	hostKeyMismatch := false
+	cfg := &ssh.ClientConfig{
+		User: "root",
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(keys.Client)},
+		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			if !bytes.Equal(key.Marshal(), keys.HostPublic.Marshal()) {
+				hostKeyMismatch = true
+				return ErrHostKeyMismatch
+			}
+			return nil
+		},
+		HostKeyAlgorithms: []string{keys.HostPublic.Type()},
+	}
+	sc, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	stopped := stop()
+	if err != nil {
+		conn.Close()
+		switch {
+		case hostKeyMismatch:
+			return nil, fmt.Errorf("guest: dial %s: %w (got a different key)", addr, ErrHostKeyMismatch)
+		case strings.Contains(err.Error(), "unable to authenticate"):
+			return nil, fmt.Errorf("guest: dial %s: %w: %v", addr, ErrAuth, err)
+		}
+		return nil, err
+	}
+	if !stopped {
+		// ctx was cancelled right at the end of the handshake.
+		sc.Close()
+		return nil, ctx.Err()
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return &Client{conn: ssh.NewClient(sc, chans, reqs), addr: addr}, nil
+}
+
+// Close closes the connection; the agent kills everything still running
+// in its sessions.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// SSH exposes the underlying SSH client (for port forwarding, raw
+// sessions, ...).
+func (c *Client) SSH() *ssh.Client { return c.conn }
+
+// Result is how a remote command ended.
+type Result struct {
+	ExitCode int    // exit status; 128+signal number when killed by a signal
+	Signal   string // "" or the signal name without "SIG", e.g. "KILL" (OOM kill), "SEGV"
+}
+
+// Killed reports whether the command died from SIGKILL (e.g. the OOM
+// killer).
+func (r *Result) Killed() bool { return r != nil && r.Signal == "KILL" }
+
+func (r *Result) String() string {
+	if r.Signal != "" {
+		return "signal " + r.Signal
+	}
+	return fmt.Sprintf("exit status %d", r.ExitCode)
+}
+
+// Process is a command started with Start.
+type Process struct {
+	sess    *ssh.Session
+	ctx     context.Context
+	done    chan struct{}
+	res     *Result
+	err     error
+	ctxErr  error // ctx's error if it was done when the command ended
+	stopCtx func() bool
+}
+
+// Start runs cmd (agent command syntax, see package agent) in the
+// background. stdout/stderr may be nil to discard; they are written from
+// other goroutines. When ctx is cancelled the remote process group is sent
+// SIGKILL and the session is closed.
+func (c *Client) Start(ctx context.Context, cmd string, stdout, stderr io.Writer) (*Process, error) {
+	sess, err := c.conn.NewSession()
+	if err != nil {
+		return nil, fmt.Errorf("guest: new session: %w", err)
+	}
+	sess.Stdout, sess.Stderr = stdout, stderr
+	if err := sess.Start(cmd); err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("guest: start %q: %w", cmd, err)
+	}
+	p := &Process{sess: sess, ctx: ctx, done: make(chan struct{})}
+	go p.wait()
+	p.stopCtx = context.AfterFunc(ctx, func() {
+		_ = sess.Signal(ssh.SIGKILL)
+		// Give the agent a moment to report exit-signal, then drop the
+		// session (which also makes the agent kill the group).
+		select {
+		case <-p.done:
+		case <-time.After(time.Second):
+		}
+		sess.Close()
+	})
+	return p, nil
+}
+
+func (p *Process) wait() {
+	defer close(p.done)
+	err := p.sess.Wait()
+	var ee *ssh.ExitError
+	switch {
+	case err == nil:
+		p.res = &Result{}
+	case errors.As(err, &ee):
+		p.res = &Result{ExitCode: ee.ExitStatus(), Signal: ee.Signal()}
+		// x/crypto/ssh only knows the RFC 4254 signal numbers (USR1 -> 128).
+		if n, ok := agent.ParseSignal(ee.Signal()); ok && ee.Signal() != "" {
+			p.res.ExitCode = 128 + int(n)
+		}
+	default:
+		p.err = err
+	}
+	p.ctxErr = p.ctx.Err()
+	p.sess.Close()
+}
+
+// Wait waits for the command to end. If the Process' context was cancelled
+// the error is the context's error; the Result is still returned when the
+// agent reported one (normally Signal "KILL").
+func (p *Process) Wait() (*Result, error) {
+	<-p.done
+	p.stopCtx()
+	if p.ctxErr != nil {
+		return p.res, p.ctxErr
+	}
+	if p.err != nil {
+		return nil, fmt.Errorf("guest: %w", p.err)
+	}
+	return p.res, nil
+}
+
+// Signal sends sig to the command's process group.
+func (p *Process) Signal(sig ssh.Signal) error { return p.sess.Signal(sig) }
+
+// Close closes the session; the agent SIGKILLs the command's process group
+// if it is still running.
+func (p *Process) Close() error { return p.sess.Close() }
+
+// Run runs cmd and waits for it. See Start for ctx handling.
+func (c *Client) Run(ctx context.Context, cmd string, stdout, stderr io.Writer) (*Result, error) {
+	p, err := c.Start(ctx, cmd, stdout, stderr)
+	if err != nil {
+		return nil, err
+	}
+	return p.Wait()
+}
+
+// CommandError is returned by Output when the command did not exit 0.
+type CommandError struct {
+	Cmd    string
+	Result Result
+	Stderr string
+}
+
+func (e *CommandError) Error() string {
+	msg := fmt.Sprintf("guest: %q: %s", e.Cmd, e.Result.String())
+	if s := strings.TrimSpace(e.Stderr); s != "" {
+		msg += ": " + s
+	}
+	return msg
+}
+
+// Output runs cmd and returns its stdout. A non-zero exit or a signal is a
+// *CommandError that includes stderr.
+func (c *Client) Output(ctx context.Context, cmd string) ([]byte, error) {
+	var stdout, stderr syncBuffer
+	res, err := c.Run(ctx, cmd, &stdout, &stderr)
+	if err != nil {
+		return stdout.Bytes(), err
+	}
+	if res.ExitCode != 0 || res.Signal != "" {
+		return stdout.Bytes(), &CommandError{Cmd: cmd, Result: *res, Stderr: stderr.String()}
+	}
+	return stdout.Bytes(), nil
+}
+
+// Ping checks that the agent still runs commands: it runs `true` with the
+// given timeout.
+func (c *Client) Ping(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err := c.Output(ctx, "true")
+	return err
+}
+
+// Metrics runs the agent's `metrics` builtin and calls fn for every sample
+// (in the calling goroutine; a slow fn back-pressures the guest) until ctx
+// is done, which is the normal way to stop and returns nil. Any other end
+// of the stream is an error.
+func (c *Client) Metrics(ctx context.Context, interval time.Duration, fn func(Sample)) error {
+	ms := max(interval.Milliseconds(), 10)
+	pr, pw := io.Pipe()
+	var stderr syncBuffer
+	p, err := c.Start(ctx, fmt.Sprintf("metrics --interval-ms %d", ms), pw, &stderr)
+	if err != nil {
+		return err
+	}
+	waitErr := make(chan error, 1)
+	go func() {
+		res, err := p.Wait()
+		if err == nil && (res.ExitCode != 0 || res.Signal != "") {
+			err = &CommandError{Cmd: "metrics", Result: *res, Stderr: stderr.String()}
+		}
+		pw.Close()
+		waitErr <- err
+	}()
+	sc := bufio.NewScanner(pr)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	var decodeErr error
+	for sc.Scan() {
+		var s Sample
+		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
+			decodeErr = fmt.Errorf("guest: metrics: bad sample %q: %w", sc.Text(), err)
+			p.Close()
+			break
+		}
+		fn(s)
+	}
+	// Unblock the session's stdout copier if we stopped reading early.
+	pr.CloseWithError(io.ErrClosedPipe)
+	err = <-waitErr
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case decodeErr != nil:
+		return decodeErr
+	case err != nil:
+		return err
+	}
+	return errors.New("guest: metrics stream ended")
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of the SSH
+// session's stdout and stderr copiers and readers in other goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.b.Bytes())
+}
+
+func (b *syncBuffer) String() string { return string(b.Bytes()) }

@@ -1,0 +1,459 @@
+// Package kbuild builds the baseline and patched guest kernels.
+//
+// One pristine source tree (the Debian linux-source tarball unpacked once,
+// or a developer's tree) is built as "baseline"; "patched" is a hard-link
+// copy of it with the patch series applied. Each tree is built in an object
+// directory that is a direct subdirectory of the tree, so kbuild refers to
+// sources as "../path": compiler command lines are then identical across
+// the two trees and ccache serves every file the series does not touch.
+// Finished kernels are stored under a content key so that repeated runs
+// cost a hash and a stat.
+package kbuild
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Options selects what to build. See Build.
+type Options struct {
+	CacheDir     string       // root of the oomlab cache; "" = DefaultCacheDir()
+	KernelSrc    string       // "" = Debian linux-source tarball named by BaseFile; else a kernel tree
+	BaseFile     []byte       // contents of patches/BASE
+	Series       fs.FS        // patch series dir (series + *.patch); nil/empty = no patches
+	Variant      string       // VariantBaseline or VariantPatched
+	Fragments    []Fragment   // kconfig fragments, merged in order over tinyconfig
+	Jobs         int          // make -j; 0 = runtime.NumCPU()
+	Progress     func(Status) // optional; phase changes and ~1/s while building
+	LogOut       io.Writer    // optional; kbuild's own messages and warnings (default os.Stderr for warnings)
+	AllowInstall bool         // as root, apt-get install the Debian source package if missing
+}
+
+// Fragment is one kconfig fragment ("CONFIG_X=y" / "# CONFIG_X is not set" lines).
+type Fragment struct {
+	Name string
+	Data []byte
+}
+
+// Status is passed to Options.Progress.
+type Status struct {
+	Phase    string
+	Elapsed  time.Duration // since Build started
+	Compiled int           // "CC" lines seen so far in the build phase
+	Line     string        // latest make output line, or a phase detail
+}
+
+// Result describes a built (or cached) kernel. Paths point into the cache.
+type Result struct {
+	BzImage, Config, BuildLog string
+	Key                       string
+	Cached                    bool
+	KernelRelease             string
+	SourceID                  string
+	Duration                  time.Duration // of the original build for cache hits
+}
+
+// Variants.
+const (
+	VariantBaseline = "baseline"
+	VariantPatched  = "patched"
+)
+
+// Phases reported through Status.Phase.
+const (
+	PhaseResolve = "resolve" // identify source, compute cache key
+	PhaseCached  = "cached"  // cache hit, nothing to do
+	PhaseInstall = "install" // apt-get install of the source package
+	PhaseUnpack  = "unpack"  // unpacking the tarball (once per source)
+	PhasePatch   = "patch"   // creating the patched tree (once per source+series)
+	PhaseConfig  = "config"  // tinyconfig + fragments + olddefconfig
+	PhaseBuild   = "build"   // make bzImage
+	PhaseStore   = "store"   // copying results into the cache
+	PhaseDone    = "done"
+)
+
+// recipeVersion is part of every cache key: bump it when the way a kernel
+// is configured or built changes, so old cached kernels are not reused.
+const recipeVersion = "oomlab-kbuild-1"
+
+// arch is fixed: the guest is x86_64 under QEMU.
+const (
+	makeArch    = "x86_64"
+	kconfigArch = "x86"
+)
+
+// DefaultCacheDir is $XDG_CACHE_HOME/oomlab, or ~/.cache/oomlab.
+func DefaultCacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "oomlab")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("oomlab-cache-%d", os.Getuid()))
+}
+
+type builder struct {
+	o     Options
+	cache string
+	base  Base
+	start time.Time
+	log   io.Writer // never nil
+
+	mu       sync.Mutex
+	curPhase string
+}
+
+// Build returns the kernel for o, building it if it is not cached.
+func Build(ctx context.Context, o Options) (*Result, error) {
+	b := &builder{o: o, start: time.Now(), log: o.LogOut}
+	if b.log == nil {
+		b.log = io.Discard
+	}
+	if o.Variant != VariantBaseline && o.Variant != VariantPatched {
+		return nil, fmt.Errorf("kernel variant %q is unknown; use %q or %q", o.Variant, VariantBaseline, VariantPatched)
+	}
+	if len(o.Fragments) == 0 {
+		return nil, errors.New("no kconfig fragments given; pass at least kconfig/base.config")
+	}
+	if b.o.Jobs <= 0 {
+		b.o.Jobs = runtime.NumCPU()
+	}
+	b.cache = o.CacheDir
+	if b.cache == "" {
+		b.cache = DefaultCacheDir()
+	}
+	abs, err := filepath.Abs(b.cache)
+	if err != nil {
+		return nil, err
+	}
+	b.cache = abs
+	if err := os.MkdirAll(b.cache, 0o755); err != nil {
+		return nil, fmt.Errorf("cannot create cache directory %s: %v", b.cache, errors.Unwrap(err))
+	}
+	b.base, err = ParseBase(o.BaseFile)
+	if err != nil {
+		return nil, err
+	}
+
+	// Everything up to the cache lookup must stay cheap (no make, no unpack).
+	b.phase(PhaseResolve, "")
+	reqs, err := mergeFragments(o.Fragments)
+	if err != nil {
+		return nil, err
+	}
+	var patches []Patch
+	if o.Variant == VariantPatched {
+		if patches, err = ReadSeries(o.Series); err != nil {
+			return nil, err
+		}
+		if len(patches) == 0 {
+			b.warnf("variant %q requested but the patch series is empty; building the unpatched tree", o.Variant)
+		}
+	}
+	src, err := b.identify(ctx)
+	if err != nil {
+		return nil, err
+	}
+	gcc, err := gccVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	key := cacheKey(keyInput{
+		Source: src.ID, Base: o.BaseFile, Variant: o.Variant,
+		Patches: patches, Fragments: o.Fragments, Compiler: gcc,
+	})
+	if r, ok := lookup(b.cache, key); ok {
+		b.phase(PhaseCached, r.BzImage)
+		return r, nil
+	}
+
+	// Slow path. One build at a time per cache: builds are CPU-bound and
+	// share trees and ccache, so parallel builds would only contend.
+	unlock, err := lockFile(ctx, filepath.Join(b.cache, "build.lock"), func() {
+		b.logf("waiting for another kernel build using %s to finish", b.cache)
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if r, ok := lookup(b.cache, key); ok { // built by someone else meanwhile
+		b.phase(PhaseCached, r.BzImage)
+		return r, nil
+	}
+	if err := checkTools(); err != nil {
+		return nil, err
+	}
+	if src.Tarball != "" {
+		if err := b.unpackDebian(ctx, src); err != nil {
+			return nil, err
+		}
+	}
+	tree := src.Tree
+	if len(patches) > 0 {
+		tree, err = b.preparePatched(ctx, src, patches, seriesHash(patches))
+		if err != nil {
+			return nil, err
+		}
+	}
+	res, err := b.buildTree(ctx, tree, key, src, reqs, gcc)
+	if err != nil {
+		return nil, err
+	}
+	b.phase(PhaseDone, res.BzImage)
+	return res, nil
+}
+
+func (b *builder) identify(ctx context.Context) (*source, error) {
+	if b.o.KernelSrc != "" {
+		return b.identifyTree(ctx, b.o.KernelSrc)
+	}
+	return b.identifyDebian(ctx)
+}
+
+// checkTools fails early, with the apt command line, when build
+// prerequisites are missing (a fresh CI machine), instead of deep in make.
+func checkTools() error {
+	var missing []string
+	pkgs := map[string]string{"make": "make", "gcc": "gcc", "flex": "flex", "bison": "bison", "bc": "bc", "tar": "tar", "xz": "xz-utils", "patch": "patch", "perl": "perl"}
+	for _, t := range []string{"make", "gcc", "flex", "bison", "bc", "tar", "xz", "patch", "perl"} {
+		if _, err := exec.LookPath(t); err != nil {
+			missing = append(missing, pkgs[t])
+		}
+	}
+	// objtool (UNWINDER_ORC) needs libelf headers.
+	if _, err := os.Stat("/usr/include/gelf.h"); err != nil {
+		missing = append(missing, "libelf-dev")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("kernel build tools missing: %s; install with: apt-get install -y %s", strings.Join(missing, ", "), strings.Join(missing, " "))
+	}
+	return nil
+}
+
+func (b *builder) phase(p, line string) {
+	b.mu.Lock()
+	b.curPhase = p
+	b.mu.Unlock()
+	if line != "" {
+		b.logf("[%s] %s", p, line)
+	} else {
+		b.logf("[%s]", p)
+	}
+	b.progress(Status{Phase: p, Line: line})
+}
+
+func (b *builder) progress(s Status) {
+	if b.o.Progress != nil {
+		s.Elapsed = time.Since(b.start)
+		b.o.Progress(s)
+	}
+}
+
+func (b *builder) logf(format string, args ...any) {
+	fmt.Fprintf(b.log, "kbuild: "+format+"\n", args...)
+}
+
+func (b *builder) logRaw(p []byte) { b.log.Write(p) }
+
+// warnf always reaches a human: to LogOut when set, else stderr.
+func (b *builder) warnf(format string, args ...any) {
+	w := b.o.LogOut
+	if w == nil {
+		w = os.Stderr
+	}
+	fmt.Fprintf(w, "kbuild: warning: "+format+"\n", args...)
+}
+
+// keyInput is everything that determines the built kernel.
+type keyInput struct {
+	Source    string
+	Base      []byte
+	Variant   string
+	Patches   []Patch
+	Fragments []Fragment
+	Compiler  string
+}
+
+// cacheKey hashes keyInput with length-prefixed fields, so no two distinct
+// inputs can serialise alike. Fragment names are left out (renaming a file
+// does not change the kernel); order is kept (later fragments win). The
+// series only counts for the patched variant: a baseline kernel does not
+// depend on the patches, and must stay cached while they are being edited.
+func cacheKey(in keyInput) string {
+	h := sha256.New()
+	field := func(name string, data []byte) {
+		fmt.Fprintf(h, "%s %d\n", name, len(data))
+		h.Write(data)
+		h.Write([]byte{'\n'})
+	}
+	field("recipe", []byte(recipeVersion))
+	field("arch", []byte(makeArch))
+	field("source", []byte(in.Source))
+	field("base", in.Base)
+	field("variant", []byte(in.Variant))
+	field("compiler", []byte(in.Compiler))
+	if in.Variant == VariantPatched {
+		for _, p := range in.Patches {
+			field("patch-name", []byte(fmt.Sprintf("%s -p%d", p.Name, p.Strip)))
+			field("patch", p.Data)
+		}
+	}
+	for _, f := range in.Fragments {
+		field("fragment", f.Data)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// seriesHash names the patched tree: it depends only on the patches.
+func seriesHash(patches []Patch) string {
+	h := sha256.New()
+	for _, p := range patches {
+		fmt.Fprintf(h, "%s -p%d %d\n", p.Name, p.Strip, len(p.Data))
+		h.Write(p.Data)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// meta is <cache>/kernels/<key>/meta.json.
+type meta struct {
+	Key           string    `json:"key"`
+	Variant       string    `json:"variant"`
+	SourceID      string    `json:"source"`
+	KernelRelease string    `json:"kernel_release"`
+	Compiler      string    `json:"compiler"`
+	Fragments     []string  `json:"fragments"`
+	Patches       []string  `json:"patches,omitempty"`
+	Compiled      int       `json:"compiled"`
+	DurationNS    int64     `json:"duration_ns"`
+	BuiltAt       time.Time `json:"built_at"`
+}
+
+func kernelDir(cache, key string) string { return filepath.Join(cache, "kernels", key) }
+
+// lookup returns a cached result. The directory only exists once complete
+// (it is renamed into place), so existence of meta.json and bzImage suffices.
+func lookup(cache, key string) (*Result, bool) {
+	dir := kernelDir(cache, key)
+	data, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	if err != nil {
+		return nil, false
+	}
+	var m meta
+	if json.Unmarshal(data, &m) != nil || m.Key != key {
+		return nil, false
+	}
+	r := &Result{
+		BzImage:       filepath.Join(dir, "bzImage"),
+		Config:        filepath.Join(dir, "config"),
+		BuildLog:      filepath.Join(dir, "build.log"),
+		Key:           key,
+		Cached:        true,
+		KernelRelease: m.KernelRelease,
+		SourceID:      m.SourceID,
+		Duration:      time.Duration(m.DurationNS),
+	}
+	if st, err := os.Stat(r.BzImage); err != nil || st.Size() == 0 {
+		return nil, false
+	}
+	return r, true
+}
+
+// store copies the build outputs into <cache>/kernels/<key> atomically.
+func store(cache string, m meta, bzImage, config, buildLog string) (*Result, error) {
+	final := kernelDir(cache, m.Key)
+	parent := filepath.Dir(final)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(parent, ".tmp-"+m.Key[:12]+"-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	for _, c := range [][2]string{{bzImage, "bzImage"}, {config, "config"}, {buildLog, "build.log"}} {
+		if err := copyFile(c[0], filepath.Join(tmp, c[1])); err != nil {
+			return nil, fmt.Errorf("storing %s in the cache: %w", c[1], err)
+		}
+	}
+	data, _ := json.MarshalIndent(m, "", "  ")
+	if err := os.WriteFile(filepath.Join(tmp, "meta.json"), append(data, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		if r, ok := lookup(cache, m.Key); ok {
+			return r, nil // someone stored the same key first
+		}
+		return nil, fmt.Errorf("storing kernel in %s: %w", final, err)
+	}
+	r, ok := lookup(cache, m.Key)
+	if !ok {
+		return nil, fmt.Errorf("cache entry %s is unreadable right after writing it", final)
+	}
+	r.Cached = false
+	return r, nil
+}
+
+// writeFileAtomic writes via a temporary file in the same directory + rename.
+func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), name)
+}
+
+// lockFile takes an exclusive flock, polling so that ctx can cancel the
+// wait; waiting is called once if the lock is busy.
+func lockFile(ctx context.Context, path string, waiting func()) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open lock %s: %v", path, err)
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("cannot lock %s: %v", path, err)
+		}
+		if waiting != nil {
+			waiting()
+			waiting = nil
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,344 @@
+// Package scenario reads scenario files (YAML) and checks them before any
+// guest boots: a typo in a field name or a size out of range is reported with
+// the file, line and column and the fix, not discovered an hour into a run.
+package scenario
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/parser"
+)
+
+// Scenario is one scenario file.
+type Scenario struct {
+	Name        string     `yaml:"name"`
+	Description string     `yaml:"description"`
+	Guest       Guest      `yaml:"guest"`
+	Setup       []string   `yaml:"setup"` // agent commands run before the stressors
+	Stressors   []Stressor `yaml:"stressors"`
+	StopWhen    StopWhen   `yaml:"stop_when"`
+	Duration    Duration   `yaml:"duration"` // longest stress phase
+	Settle      Duration   `yaml:"settle"`   // quiet time after the stress phase
+	Timeout     Duration   `yaml:"timeout"`  // whole run, boot included
+	Repeats     int        `yaml:"repeats"`
+	Variants    []string   `yaml:"variants"`
+	// Expect maps a figure to a condition: "== 0", ">= 1", "<= 500", "true".
+	Expect map[string]string `yaml:"expect"`
+
+	File string `yaml:"-"` // where it was read from
+}
+
+// Guest is the shape of the VM.
+type Guest struct {
+	CPUs     int               `yaml:"cpus"`
+	MemoryMB int               `yaml:"memory_mb"`
+	Cmdline  string            `yaml:"cmdline"` // appended to the default kernel command line
+	Sysctls  map[string]string `yaml:"sysctls"`
+}
+
+// Stressor is a program started in the guest, Count times.
+type Stressor struct {
+	Name        string `yaml:"name"`
+	Command     string `yaml:"command"`
+	Count       int    `yaml:"count"`
+	Policy      string `yaml:"policy"` // other, fifo, rr, batch, idle
+	Prio        int    `yaml:"prio"`
+	CPUs        string `yaml:"cpus"` // affinity list, e.g. "0" or "1-3"
+	OOMScoreAdj int    `yaml:"oom_score_adj"`
+	Cgroup      string `yaml:"cgroup"`
+	Background  bool   `yaml:"background"` // runs for the whole stress phase; its end does not count as "all exited"
+}
+
+// StopWhen ends the stress phase early.
+type StopWhen struct {
+	OOMKills  int  `yaml:"oom_kills"`  // this many oom_kill events seen
+	AllExited bool `yaml:"all_exited"` // every foreground stressor has ended
+}
+
+// Duration is a time.Duration written as "90s", "2m".
+type Duration time.Duration
+
+// UnmarshalText makes "30s" a Duration.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (write e.g. 30s or 2m)", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Figures that expectations may name; the runner computes each of them.
+var Figures = map[string]string{
+	"oom_events":          "number of 'invoked oom-killer' lines",
+	"oom_kills":           "number of OOM kills",
+	"kills_per_oom_event": "kills divided by OOM events",
+	"reaped":              "'oom_reaper: reaped' lines",
+	"reap_failed":         "'oom_reaper: unable to reap' lines",
+	"handed_over":         "'Handed over <pid> to exit path.' lines",
+	"lockups":             "soft + hard lockups + RCU stalls + hung tasks",
+	"soft_lockups":        "soft lockups",
+	"hard_lockups":        "hard lockups",
+	"rcu_stalls":          "RCU stalls",
+	"hung_tasks":          "hung tasks",
+	"panics":              "kernel panics",
+	"bugs":                "BUG lines",
+	"warnings":            "WARNING lines",
+	"findings":            "lockups + panics + bugs + warnings",
+	"guest_alive":         "the agent answered after the stress phase (true/false)",
+	"oom_to_freed_p95_ms": "95th percentile of time from OOM invocation to memory freed",
+	"first_kill_s":        "seconds from stress start to the first OOM kill",
+}
+
+var (
+	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+	condRE   = regexp.MustCompile(`^(==|!=|>=|<=|>|<)?\s*(-?[0-9]+(\.[0-9]+)?)$`)
+	sysctlRE = regexp.MustCompile(`^[a-z0-9_]+(\.[a-z0-9_]+)+$`)
+	policies = map[string]bool{"": true, "other": true, "fifo": true, "rr": true, "batch": true, "idle": true}
+)
+
+// Error is a validation error at a position in a file.
+type Error struct {
+	File   string
+	Line   int
+	Column int
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Column, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+// Parse reads and validates one scenario.
+func Parse(file string, data []byte) (*Scenario, error) {
+	var s Scenario
+	if err := yaml.UnmarshalWithOptions(data, &s, yaml.DisallowUnknownField()); err != nil {
+		return nil, yamlError(file, err)
+	}
+	s.File = file
+	s.defaults()
+	if field, msg := s.validate(); msg != "" {
+		line, col := position(data, field)
+		return nil, &Error{File: file, Line: line, Column: col, Msg: msg}
+	}
+	return &s, nil
+}
+
+// yamlError turns a go-yaml error into one line: file:line:col: message.
+func yamlError(file string, err error) error {
+	var ye yaml.Error
+	if errors.As(err, &ye) {
+		tok := ye.GetToken()
+		msg := ye.GetMessage()
+		if strings.Contains(msg, "unknown field") {
+			msg += " (see 'oomlab list --fields' for the schema)"
+		}
+		if tok != nil {
+			return &Error{File: file, Line: tok.Position.Line, Column: tok.Position.Column, Msg: msg}
+		}
+		return &Error{File: file, Msg: msg}
+	}
+	return &Error{File: file, Msg: err.Error()}
+}
+
+// position finds the line of a YAML path ("$.guest.cpus") for an error.
+func position(data []byte, field string) (int, int) {
+	if field == "" {
+		return 0, 0
+	}
+	p, err := yaml.PathString(field)
+	if err != nil {
+		return 0, 0
+	}
+	f, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return 0, 0
+	}
+	n, err := p.FilterFile(f)
+	if err != nil || n == nil || n.GetToken() == nil {
+		return 0, 0
+	}
+	return n.GetToken().Position.Line, n.GetToken().Position.Column
+}
+
+func (s *Scenario) defaults() {
+	if s.Guest.CPUs == 0 {
+		s.Guest.CPUs = 2
+	}
+	if s.Guest.MemoryMB == 0 {
+		s.Guest.MemoryMB = 256
+	}
+	if s.Repeats == 0 {
+		s.Repeats = 1
+	}
+	if len(s.Variants) == 0 {
+		s.Variants = []string{"baseline", "patched"}
+	}
+	if s.Duration == 0 {
+		s.Duration = Duration(60 * time.Second)
+	}
+	if s.Settle == 0 {
+		s.Settle = Duration(2 * time.Second)
+	}
+	if s.Timeout == 0 {
+		s.Timeout = Duration(s.Duration.D() + 120*time.Second)
+	}
+	for i := range s.Stressors {
+		if s.Stressors[i].Count == 0 {
+			s.Stressors[i].Count = 1
+		}
+	}
+}
+
+// validate returns the YAML path of the first bad field and what is wrong.
+func (s *Scenario) validate() (string, string) {
+	switch {
+	case !nameRE.MatchString(s.Name):
+		return "$.name", fmt.Sprintf("name %q: use lower-case letters, digits and '-'", s.Name)
+	case s.Guest.CPUs < 1 || s.Guest.CPUs > 64:
+		return "$.guest.cpus", fmt.Sprintf("guest.cpus %d out of range 1..64", s.Guest.CPUs)
+	case s.Guest.MemoryMB < 64 || s.Guest.MemoryMB > 65536:
+		return "$.guest.memory_mb", fmt.Sprintf("guest.memory_mb %d out of range 64..65536", s.Guest.MemoryMB)
+	case s.Repeats < 1 || s.Repeats > 10000:
+		return "$.repeats", fmt.Sprintf("repeats %d out of range 1..10000", s.Repeats)
+	case s.Duration.D() < 0 || s.Timeout.D() <= s.Duration.D():
+		return "$.timeout", fmt.Sprintf("timeout %s must be longer than duration %s (boot and teardown need time too)", s.Timeout.D(), s.Duration.D())
+	case s.StopWhen.OOMKills < 0:
+		return "$.stop_when.oom_kills", "stop_when.oom_kills must be >= 0"
+	}
+	for k := range s.Guest.Sysctls {
+		if !sysctlRE.MatchString(k) {
+			return "$.guest.sysctls", fmt.Sprintf("sysctl %q: write it as kernel.name", k)
+		}
+	}
+	for i, v := range s.Variants {
+		if v != "baseline" && v != "patched" {
+			return fmt.Sprintf("$.variants[%d]", i), fmt.Sprintf("variant %q: want baseline or patched", v)
+		}
+	}
+	for i, st := range s.Stressors {
+		at := fmt.Sprintf("$.stressors[%d]", i)
+		switch {
+		case strings.TrimSpace(st.Command) == "":
+			return at, fmt.Sprintf("stressors[%d]: command is empty", i)
+		case st.Count < 1 || st.Count > 256:
+			return at + ".count", fmt.Sprintf("stressors[%d].count %d out of range 1..256", i, st.Count)
+		case !policies[st.Policy]:
+			return at + ".policy", fmt.Sprintf("stressors[%d].policy %q: want other, fifo, rr, batch or idle", i, st.Policy)
+		case (st.Policy == "fifo" || st.Policy == "rr") && (st.Prio < 1 || st.Prio > 99):
+			return at + ".prio", fmt.Sprintf("stressors[%d].prio %d: fifo/rr need 1..99", i, st.Prio)
+		case st.OOMScoreAdj < -1000 || st.OOMScoreAdj > 1000:
+			return at + ".oom_score_adj", fmt.Sprintf("stressors[%d].oom_score_adj %d out of range -1000..1000", i, st.OOMScoreAdj)
+		}
+	}
+	keys := make([]string, 0, len(s.Expect))
+	for k := range s.Expect {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if _, ok := Figures[k]; !ok {
+			return "$.expect." + k, fmt.Sprintf("expect: unknown figure %q (known: %s)", k, strings.Join(figureNames(), ", "))
+		}
+		if _, err := ParseCondition(s.Expect[k]); err != nil {
+			return "$.expect." + k, fmt.Sprintf("expect.%s: %v", k, err)
+		}
+	}
+	return "", ""
+}
+
+func figureNames() []string {
+	n := make([]string, 0, len(Figures))
+	for k := range Figures {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return n
+}
+
+// Condition is a parsed expectation.
+type Condition struct {
+	Op    string
+	Value float64
+}
+
+// ParseCondition reads "== 0", ">= 1", "3" (meaning == 3), "true", "false".
+func ParseCondition(s string) (Condition, error) {
+	s = strings.TrimSpace(s)
+	switch s {
+	case "true":
+		return Condition{"==", 1}, nil
+	case "false":
+		return Condition{"==", 0}, nil
+	}
+	m := condRE.FindStringSubmatch(s)
+	if m == nil {
+		return Condition{}, fmt.Errorf("condition %q: write e.g. \"== 0\", \">= 1\", \"<= 500\" or true", s)
+	}
+	op := m[1]
+	if op == "" {
+		op = "=="
+	}
+	v, _ := strconv.ParseFloat(m[2], 64)
+	return Condition{op, v}, nil
+}
+
+// Holds says whether v satisfies the condition.
+func (c Condition) Holds(v float64) bool {
+	switch c.Op {
+	case "==":
+		return v == c.Value
+	case "!=":
+		return v != c.Value
+	case ">=":
+		return v >= c.Value
+	case "<=":
+		return v <= c.Value
+	case ">":
+		return v > c.Value
+	case "<":
+		return v < c.Value
+	}
+	return false
+}
+
+func (c Condition) String() string { return fmt.Sprintf("%s %g", c.Op, c.Value) }
+
+// LoadDir reads every *.yaml in dir of fsys.
+func LoadDir(fsys fs.FS, dir string) (map[string]*Scenario, error) {
+	files, err := fs.Glob(fsys, path.Join(dir, "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*Scenario{}
+	for _, f := range files {
+		data, err := fs.ReadFile(fsys, f)
+		if err != nil {
+			return nil, err
+		}
+		s, err := Parse(f, data)
+		if err != nil {
+			return nil, err
+		}
+		if prev, ok := out[s.Name]; ok {
+			return nil, &Error{File: f, Msg: fmt.Sprintf("scenario name %q is also used by %s", s.Name, prev.File)}
+		}
+		out[s.Name] = s
+	}
+	return out, nil
+}

@@ -1,0 +1,148 @@
+package scenario
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"oomlab"
+	"oomlab/harness/internal/metrics"
+)
+
+const good = `name: t
+guest:
+  cpus: 4
+  memory_mb: 512
+  sysctls:
+    kernel.sched_rt_runtime_us: "-1"
+stressors:
+  - name: hog
+    command: memhog --mb 100
+    count: 2
+    policy: idle
+  - name: rt
+    command: rthog
+    policy: fifo
+    prio: 50
+    cpus: "1"
+    background: true
+duration: 30s
+expect:
+  oom_kills: ">= 1"
+  lockups: 0
+  guest_alive: true
+`
+
+func TestParseGood(t *testing.T) {
+	s, err := Parse("t.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Guest.CPUs != 4 || s.Stressors[0].Count != 2 || s.Stressors[1].Count != 1 {
+		t.Errorf("fields or defaults wrong: %+v", s)
+	}
+	if s.Duration.D().Seconds() != 30 || s.Timeout.D() <= s.Duration.D() {
+		t.Errorf("duration %v timeout %v", s.Duration.D(), s.Timeout.D())
+	}
+	if len(s.Variants) != 2 || s.Repeats != 1 {
+		t.Errorf("defaults: variants %v repeats %d", s.Variants, s.Repeats)
+	}
+}
+
+// TestParseErrors checks that every bad input names file, line and the fix.
+func TestParseErrors(t *testing.T) {
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"unknown field", "name: t\nguset:\n  cpus: 2\n", "t.yaml:2:"},
+		{"cpus range", "name: t\nguest:\n  cpus: 999\n", "t.yaml:3:9: guest.cpus 999 out of range"},
+		{"memory range", "name: t\nguest:\n  memory_mb: 1\n", "guest.memory_mb 1 out of range"},
+		{"bad policy", "name: t\nstressors:\n  - command: x\n    policy: realtime\n", "t.yaml:4:13: stressors[0].policy \"realtime\""},
+		{"fifo without prio", "name: t\nstressors:\n  - command: x\n    policy: fifo\n", "fifo/rr need 1..99"},
+		{"empty command", "name: t\nstressors:\n  - name: x\n", "command is empty"},
+		{"unknown figure", "name: t\nexpect:\n  kils: 1\n", "t.yaml:3:3: expect: unknown figure \"kils\""},
+		{"bad condition", "name: t\nexpect:\n  lockups: about zero\n", "expect.lockups: condition"},
+		{"bad duration", "name: t\nduration: soon\n", "not a duration"},
+		{"timeout too short", "name: t\nduration: 60s\ntimeout: 10s\n", "must be longer than duration"},
+		{"bad name", "name: Big Name\n", "t.yaml:1:7: name \"Big Name\""},
+		{"bad variant", "name: t\nvariants: [fast]\n", "variant \"fast\""},
+		{"malformed", "name: [t\n", "t.yaml:"},
+		{"bad sysctl", "name: t\nguest:\n  sysctls:\n    Foo: 1\n", "write it as kernel.name"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("t.yaml", []byte(c.yaml))
+			if err == nil {
+				t.Fatalf("no error for %q", c.yaml)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q does not contain %q", err, c.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestConditions(t *testing.T) {
+	cases := []struct {
+		cond string
+		v    float64
+		want bool
+	}{
+		{"== 0", 0, true}, {"0", 1, false}, {">= 1", 1, true}, {">=1", 0, false},
+		{"<= 500", 499.5, true}, {"< 2", 2, false}, {"> 0.5", 0.6, true}, {"!= 3", 3, false},
+		{"true", 1, true}, {"false", 1, false},
+	}
+	for _, c := range cases {
+		cond, err := ParseCondition(c.cond)
+		if err != nil {
+			t.Fatalf("%q: %v", c.cond, err)
+		}
+		if got := cond.Holds(c.v); got != c.want {
+			t.Errorf("%q holds for %g: got %v", c.cond, c.v, got)
+		}
+	}
+	if _, err := ParseCondition("lots"); err == nil {
+		t.Error("'lots' parsed")
+	}
+}
+
+func TestEvaluate(t *testing.T) {
+	s, err := Parse("t.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := metrics.Figures{OOMKills: 0, Lockups: 2, GuestAlive: true, ByKind: map[string]int{}}
+	fails := Evaluate(s, f)
+	if len(fails) != 2 {
+		t.Fatalf("want 2 failures (kills, lockups), got %v", fails)
+	}
+	f.OOMKills, f.Lockups = 3, 0
+	if fails := Evaluate(s, f); len(fails) != 0 {
+		t.Errorf("want no failures, got %v", fails)
+	}
+}
+
+// TestBuiltinScenarios checks that every shipped scenario parses and that
+// the runner's command for a stressor carries its scheduling settings.
+func TestBuiltinScenarios(t *testing.T) {
+	all, err := LoadDir(oomlab.Assets, "scenarios")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"smoke", "idle"} {
+		if all[n] == nil {
+			t.Errorf("built-in scenario %s missing", n)
+		}
+	}
+	files, _ := os.ReadDir("../../../scenarios")
+	if len(files) != len(all) {
+		t.Errorf("%d files in scenarios/, %d loaded", len(files), len(all))
+	}
+	cmd := runCommand(Stressor{Command: "rthog --cpu 1", Policy: "fifo", Prio: 50, CPUs: "1", OOMScoreAdj: 0})
+	if cmd != "run --policy fifo --prio 50 --cpus 1 --oom-score-adj 0 -- rthog --cpu 1" {
+		t.Errorf("runCommand = %q", cmd)
+	}
+}

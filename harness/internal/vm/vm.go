@@ -1,0 +1,415 @@
+// Package vm runs one QEMU guest: command line, KVM probe with TCG
+// fallback, console capture, QMP, and teardown that leaves no QEMU behind.
+package vm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Config describes one guest.
+type Config struct {
+	QEMU      string // binary; default qemu-system-x86_64
+	Kernel    string // bzImage
+	Initrd    string // newc cpio
+	Cmdline   string // kernel command line (console=ttyS0 is added)
+	CPUs      int
+	MemoryMB  int
+	Accel     string    // "auto" (KVM if it works, else TCG), "kvm" or "tcg"
+	Console   io.Writer // raw console bytes (the console log file)
+	OnLine    func(line []byte)
+	TempDir   string // for the QMP socket; default os.TempDir()
+	QMPTimout time.Duration
+}
+
+// VM is a running guest.
+type VM struct {
+	Accel   string    // what it really runs with: "kvm" or "tcg"
+	SSHAddr string    // 127.0.0.1:port forwarded to the guest's port 22
+	Started time.Time // when QEMU was started
+	QMP     *Monitor
+
+	cmd     *exec.Cmd
+	sockDir string
+	done    chan struct{}
+	waitErr error
+	stderr  *tailBuffer
+	console sync.WaitGroup
+	output  lineCounter
+}
+
+// Errors callers can test for.
+var (
+	ErrNoQEMU  = errors.New("QEMU binary not found")
+	ErrExited  = errors.New("QEMU exited")
+	kvmBrokenM sync.Mutex
+	kvmBroken  bool // set once a KVM start failed in this process
+)
+
+func (c *Config) defaults() error {
+	if c.QEMU == "" {
+		c.QEMU = "qemu-system-x86_64"
+	}
+	if _, err := exec.LookPath(c.QEMU); err != nil {
+		return fmt.Errorf("%w: %s (install it: apt-get install qemu-system-x86)", ErrNoQEMU, c.QEMU)
+	}
+	for _, f := range []struct{ what, path string }{{"kernel", c.Kernel}, {"initrd", c.Initrd}} {
+		if _, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("vm: %s image %q: %w", f.what, f.path, err)
+		}
+	}
+	if c.CPUs < 1 || c.CPUs > 64 {
+		return fmt.Errorf("vm: cpus %d out of range 1..64", c.CPUs)
+	}
+	if c.MemoryMB < 64 || c.MemoryMB > 65536 {
+		return fmt.Errorf("vm: memory %d MB out of range 64..65536", c.MemoryMB)
+	}
+	switch c.Accel {
+	case "":
+		c.Accel = "auto"
+	case "auto", "kvm", "tcg":
+	default:
+		return fmt.Errorf("vm: accel %q: want auto, kvm or tcg", c.Accel)
+	}
+	if c.QMPTimout == 0 {
+		c.QMPTimout = 5 * time.Second
+	}
+	return nil
+}
+
+// kvmUsable says whether to try KVM at all.
+func kvmUsable() bool {
+	kvmBrokenM.Lock()
+	defer kvmBrokenM.Unlock()
+	if kvmBroken {
+		return false
+	}
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+// Start boots the guest. With Accel "auto" it tries KVM first; when QEMU
+// dies before the guest printed anything (on some hosts "-cpu host" aborts
+// on an MSR the host KVM refuses), it falls back to TCG and remembers that
+// for the rest of this process.
+func Start(ctx context.Context, c Config) (*VM, error) {
+	if err := c.defaults(); err != nil {
+		return nil, err
+	}
+	if c.Accel == "tcg" || (c.Accel == "auto" && !kvmUsable()) {
+		return start(ctx, c, "tcg")
+	}
+	v, err := start(ctx, c, "kvm")
+	if err == nil {
+		// A KVM guest that is going to fail does so before its first
+		// console byte; wait for one or for the exit.
+		select {
+		case <-v.output.first:
+			return v, nil
+		case <-v.done:
+		case <-time.After(10 * time.Second):
+			return v, nil
+		case <-ctx.Done():
+			v.Kill()
+			return nil, ctx.Err()
+		}
+		err = fmt.Errorf("%w: %s", ErrExited, v.stderr.String())
+	}
+	if c.Accel == "kvm" {
+		return nil, fmt.Errorf("vm: KVM start failed: %v", err)
+	}
+	kvmBrokenM.Lock()
+	kvmBroken = true
+	kvmBrokenM.Unlock()
+	return start(ctx, c, "tcg")
+}
+
+func (c *Config) args(accel, qmpSock string, sshPort int) []string {
+	cpu := "max"
+	accelArg := "tcg,thread=multi"
+	if accel == "kvm" {
+		cpu, accelArg = "host", "kvm"
+	}
+	cmdline := strings.TrimSpace("console=ttyS0 " + c.Cmdline)
+	return []string{
+		"-machine", "q35",
+		"-accel", accelArg,
+		"-cpu", cpu,
+		"-smp", strconv.Itoa(c.CPUs),
+		"-m", strconv.Itoa(c.MemoryMB),
+		"-nodefaults", "-no-user-config",
+		"-display", "none",
+		"-no-reboot", // a guest panic or reboot ends QEMU: we see it as an exit
+		"-kernel", c.Kernel,
+		"-initrd", c.Initrd,
+		"-append", cmdline,
+		"-chardev", "stdio,id=con,signal=off",
+		"-serial", "chardev:con",
+		"-qmp", "unix:" + qmpSock + ",server=on,wait=off",
+		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:22", sshPort),
+		"-device", "virtio-net-pci,netdev=n0",
+	}
+}
+
+func start(ctx context.Context, c Config, accel string) (*VM, error) {
+	sockDir, err := os.MkdirTemp(c.TempDir, "oomlab-qmp-")
+	if err != nil {
+		return nil, err
+	}
+	qmpSock := filepath.Join(sockDir, "qmp.sock")
+	var lastErr error
+	// The SSH port is picked by binding :0 and closing; another process can
+	// take it before QEMU binds it, so retry on that specific failure.
+	for attempt := 0; attempt < 3; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			os.RemoveAll(sockDir)
+			return nil, err
+		}
+		v, err := launch(ctx, c, accel, qmpSock, port)
+		if err == nil {
+			v.sockDir = sockDir
+			return v, nil
+		}
+		lastErr = err
+		if !strings.Contains(err.Error(), "hostfwd") && !strings.Contains(err.Error(), "host forwarding") {
+			break
+		}
+	}
+	os.RemoveAll(sockDir)
+	return nil, lastErr
+}
+
+func launch(ctx context.Context, c Config, accel, qmpSock string, port int) (*VM, error) {
+	cmd := exec.Command(c.QEMU, c.args(accel, qmpSock, port)...)
+	// Own process group, so a kill reaches everything QEMU started, and
+	// SIGKILL when oomlab dies without running any cleanup (even SIGKILL).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	v := &VM{Accel: accel, SSHAddr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd, done: make(chan struct{}), stderr: &tailBuffer{max: 8192}}
+	v.output.first = make(chan struct{})
+	cmd.Stderr = v.stderr
+	v.Started = time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("vm: start %s: %w", c.QEMU, err)
+	}
+	register(v)
+	v.console.Add(1)
+	go v.readConsole(stdout, c.Console, c.OnLine)
+	go func() {
+		v.console.Wait() // reading to EOF before Wait closes the pipe
+		v.waitErr = cmd.Wait()
+		unregister(v)
+		close(v.done)
+	}()
+
+	// QEMU creates the QMP socket early; a start failure (bad option, port
+	// in use) shows as an exit before it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(qmpSock); err == nil {
+			break
+		}
+		select {
+		case <-v.done:
+			return nil, fmt.Errorf("vm: %w at start: %s", ErrExited, strings.TrimSpace(v.stderr.String()))
+		case <-ctx.Done():
+			v.Kill()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			v.Kill()
+			return nil, fmt.Errorf("vm: QEMU did not create its QMP socket in 10s")
+		}
+	}
+	mon, err := DialMonitor(ctx, qmpSock, c.QMPTimout)
+	if err != nil {
+		v.Kill()
+		return nil, err
+	}
+	v.QMP = mon
+	return v, nil
+}
+
+// readConsole copies the serial console to the log and splits it into lines
+// for the parser. Lines are cut at 64 KiB so a flood without newlines
+// cannot grow memory.
+func (v *VM) readConsole(r io.Reader, log io.Writer, onLine func([]byte)) {
+	defer v.console.Done()
+	br := bufio.NewReaderSize(r, 64<<10)
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(chunk) > 0 {
+			v.output.saw()
+			if log != nil {
+				log.Write(chunk)
+			}
+			if len(line)+len(chunk) <= 64<<10 {
+				line = append(line, chunk...)
+			}
+			if chunk[len(chunk)-1] == '\n' {
+				if onLine != nil {
+					onLine(bytes.TrimRight(line, "\r\n"))
+				}
+				line = line[:0]
+			}
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			if len(line) > 0 && onLine != nil {
+				onLine(bytes.TrimRight(line, "\r\n"))
+			}
+			return
+		}
+	}
+}
+
+// Done is closed when QEMU has exited and the console is fully read.
+func (v *VM) Done() <-chan struct{} { return v.done }
+
+// ExitError is QEMU's exit status and the tail of its stderr, after Done.
+func (v *VM) ExitError() error {
+	select {
+	case <-v.done:
+	default:
+		return nil
+	}
+	if v.waitErr == nil {
+		return nil
+	}
+	return fmt.Errorf("%v: %s", v.waitErr, strings.TrimSpace(v.stderr.String()))
+}
+
+// PID is QEMU's process id.
+func (v *VM) PID() int { return v.cmd.Process.Pid }
+
+// Stop ends the guest: QMP quit, then SIGKILL to the process group if QEMU
+// has not gone within grace. It always returns with QEMU gone.
+func (v *VM) Stop(grace time.Duration) {
+	select {
+	case <-v.done:
+		v.cleanup()
+		return
+	default:
+	}
+	if v.QMP != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		v.QMP.Run(ctx, "quit", nil)
+		cancel()
+	}
+	select {
+	case <-v.done:
+	case <-time.After(grace):
+		v.Kill()
+	}
+	v.cleanup()
+}
+
+// Kill sends SIGKILL to QEMU's process group and waits for the exit.
+func (v *VM) Kill() {
+	if v.cmd.Process != nil {
+		syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	select {
+	case <-v.done:
+	case <-time.After(10 * time.Second):
+	}
+	v.cleanup()
+}
+
+func (v *VM) cleanup() {
+	if v.QMP != nil {
+		v.QMP.Close()
+	}
+	if v.sockDir != "" {
+		os.RemoveAll(v.sockDir)
+	}
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// lineCounter notes the first console output.
+type lineCounter struct {
+	once  sync.Once
+	first chan struct{}
+}
+
+func (l *lineCounter) saw() { l.once.Do(func() { close(l.first) }) }
+
+// tailBuffer keeps the last max bytes written (QEMU's stderr).
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append([]byte(nil), t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}
+
+// The registry of running guests lets KillAll (signal handlers, panics)
+// take every QEMU down with oomlab.
+var (
+	regMu   sync.Mutex
+	running = map[*VM]struct{}{}
+)
+
+func register(v *VM)   { regMu.Lock(); running[v] = struct{}{}; regMu.Unlock() }
+func unregister(v *VM) { regMu.Lock(); delete(running, v); regMu.Unlock() }
+
+// KillAll kills every guest this process started and waits for them.
+func KillAll() {
+	regMu.Lock()
+	vs := make([]*VM, 0, len(running))
+	for v := range running {
+		vs = append(vs, v)
+	}
+	regMu.Unlock()
+	for _, v := range vs {
+		v.Kill()
+	}
+}

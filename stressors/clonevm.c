@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * clonevm: several processes sharing one mm without being one thread group.
+ *
+ * The parent creates --children processes with raw clone(CLONE_VM | SIGCHLD)
+ * (no CLONE_THREAD, no CLONE_SIGHAND): separate processes, separate signal
+ * structs, one address space. Every child (and the parent with
+ * --parent-allocates) maps and touches --mb MiB in the shared mm. When one of
+ * them is OOM-killed the kernel must kill all of them, or the survivors keep
+ * the memory pinned (and the reaped mm no longer holds what they wrote).
+ *
+ *   clonevm [--children N] [--mb N] [--chunk-mb N] [--parent-allocates]
+ *           [--hold | --spin] [--fork-loop]
+ *
+ * --children N         CLONE_VM children (default 4)
+ * --mb N               MiB each child allocates (default 0: until killed)
+ * --chunk-mb N         mmap granularity (default 1)
+ * --parent-allocates   the parent allocates --mb too
+ * --hold               children sleep once their share is allocated
+ * --spin               children keep rewriting their share (default)
+ * --fork-loop          each child keeps creating short-lived CLONE_VM
+ *                      grandchildren while it allocates (races the OOM kill
+ *                      with clone)
+ *
+ * The children use raw system calls only (they share the parent's TLS and
+ * libc state). The parent reports how each child ended on stdout and in
+ * /dev/kmsg: "clonevm <parent> child <pid> killed by signal N" / "exited N",
+ * and "clonevm <parent> done children=N killed=K".
+ */
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "stressor.h"
+
+static const char usage[] =
+	"[--children N] [--mb N] [--chunk-mb N] [--parent-allocates] [--hold | --spin] [--fork-loop]";
+
+#define STACK_SIZE (64 << 10)
+
+static long mb, chunk_mb = 1, page;
+static int hold, fork_loop;
+
+static void *raw_mmap(size_t len)
+{
+	return (void *)syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+}
+
+static void raw_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	syscall(SYS_nanosleep, &ts, NULL);
+}
+
+static int grandchild(void *arg)
+{
+	(void)arg;
+	syscall(SYS_exit, 0);
+	return 0;
+}
+
+/* Runs in a CLONE_VM child: raw syscalls only, never returns. */
+static int child(void *arg)
+{
+	size_t len = (size_t)chunk_mb << 20;
+	long nchunks = mb ? (mb + chunk_mb - 1) / chunk_mb : 0;
+	char *gc_stack = fork_loop ? raw_mmap(STACK_SIZE) : NULL;
+	char *first = NULL;
+	long n = 0;
+
+	(void)arg;
+	for (;;) {
+		char *p;
+
+		if (nchunks && n >= nchunks)
+			break;
+		p = raw_mmap(len);
+		if ((long)p < 0 && (long)p > -4096) {
+			raw_sleep_ms(10);
+			continue;
+		}
+		for (size_t off = 0; off < len; off += page)
+			p[off] = 1;
+		if (!first)
+			first = p;
+		n++;
+		if (fork_loop && (long)gc_stack > 0) {
+			/* A CLONE_VM grandchild which exits at once. */
+			int pid = clone(grandchild, gc_stack + STACK_SIZE,
+					CLONE_VM | SIGCHLD, NULL);
+
+			if (pid > 0)
+				syscall(SYS_wait4, pid, NULL, __WALL, NULL);
+		}
+	}
+	for (;;) {
+		if (hold || !first) {
+			syscall(SYS_pause);
+			continue;
+		}
+		for (size_t off = 0; off < len; off += page)
+			first[off]++;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	long children = 4, killed = 0, spawned = 0;
+	int parent_allocates = 0;
+
+	page = sysconf(_SC_PAGESIZE);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			printf("usage: %s %s\n", argv[0], usage);
+			return 0;
+		}
+		if (!strcmp(a, "--parent-allocates")) {
+			parent_allocates = 1;
+			continue;
+		}
+		if (!strcmp(a, "--hold")) {
+			hold = 1;
+			continue;
+		}
+		if (!strcmp(a, "--spin")) {
+			hold = 0;
+			continue;
+		}
+		if (!strcmp(a, "--fork-loop")) {
+			fork_loop = 1;
+			continue;
+		}
+		if (!v)
+			die_usage(argv[0], usage);
+		if (!strcmp(a, "--children"))
+			children = parse_mb(v);
+		else if (!strcmp(a, "--mb"))
+			mb = parse_mb(v);
+		else if (!strcmp(a, "--chunk-mb"))
+			chunk_mb = parse_mb(v);
+		else
+			die_usage(argv[0], usage);
+		i++;
+	}
+	if (children < 1 || children > 1024 || mb < 0 || chunk_mb <= 0)
+		die_usage(argv[0], usage);
+
+	kmsg("clonevm %d start children=%ld mb=%ld\n", getpid(), children, mb);
+	for (long c = 0; c < children; c++) {
+		char *stack = mmap(NULL, STACK_SIZE, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+		int pid;
+
+		if (stack == MAP_FAILED) {
+			perror("clonevm: mmap stack");
+			break;
+		}
+		pid = clone(child, stack + STACK_SIZE, CLONE_VM | SIGCHLD, NULL);
+		if (pid < 0) {
+			perror("clonevm: clone");
+			break;
+		}
+		spawned++;
+	}
+	printf("clonevm %d spawned %ld children\n", getpid(), spawned);
+	fflush(stdout);
+
+	if (parent_allocates) {
+		size_t len = (size_t)chunk_mb << 20;
+		long nchunks = mb ? (mb + chunk_mb - 1) / chunk_mb : 0;
+
+		for (long n = 0; !nchunks || n < nchunks;) {
+			char *p = raw_mmap(len);
+
+			if ((long)p < 0 && (long)p > -4096) {
+				raw_sleep_ms(10);
+				continue;
+			}
+			for (size_t off = 0; off < len; off += page)
+				p[off] = 1;
+			n++;
+		}
+	}
+
+	for (;;) {
+		int status;
+		pid_t pid = waitpid(-1, &status, __WALL);
+
+		if (pid < 0)
+			break;
+		if (WIFSIGNALED(status)) {
+			killed++;
+			printf("child %d killed by signal %d\n", pid,
+			       WTERMSIG(status));
+			kmsg("clonevm %d child %d killed by signal %d\n",
+			     getpid(), pid, WTERMSIG(status));
+		} else {
+			printf("child %d exited %d\n", pid, WEXITSTATUS(status));
+			kmsg("clonevm %d child %d exited %d\n", getpid(), pid,
+			     WEXITSTATUS(status));
+		}
+		fflush(stdout);
+	}
+	kmsg("clonevm %d done children=%ld killed=%ld\n", getpid(), spawned,
+	     killed);
+	printf("clonevm %d done children=%ld killed=%ld\n", getpid(), spawned,
+	       killed);
+	return 0;
+}

@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * rthog: a SCHED_FIFO busy loop pinned to one CPU.
+ *
+ * It never sleeps and never yields, so on its CPU nothing of a lower class
+ * runs except what the kernel forces in: RT throttling (disable it with
+ * kernel.sched_rt_runtime_us=-1, see --unthrottle) and, since 6.12, the fair
+ * deadline server which still gives CFS tasks (SCHED_IDLE included) 50 ms
+ * per second (disable it with --fair-server-runtime 0).
+ *
+ *   rthog [--cpu N] [--prio P] [--seconds S] [--unthrottle]
+ *         [--fair-server-runtime NS]
+ *
+ * --cpu N                  CPU to pin to (default 0)
+ * --prio P                 SCHED_FIFO priority 1..99 (default 50)
+ * --seconds S              stop after S seconds (default 0: run until killed)
+ * --unthrottle             write -1 to /proc/sys/kernel/sched_rt_runtime_us
+ * --fair-server-runtime NS write NS to
+ *                          /sys/kernel/debug/sched/fair_server/cpuN/runtime
+ *                          for the hogged CPU before starting (0 starves CFS)
+ *
+ * Markers (/dev/kmsg): "rthog <pid> start cpu=N prio=P",
+ * "rthog <pid> stop spins=N".
+ */
+#include <sched.h>
+#include <time.h>
+
+#include "stressor.h"
+
+static const char usage[] =
+	"[--cpu N] [--prio P] [--seconds S] [--unthrottle] [--fair-server-runtime NS]";
+
+static int write_str(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0) {
+		fprintf(stderr, "rthog: open %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	n = write(fd, val, strlen(val));
+	if (n < 0)
+		fprintf(stderr, "rthog: write %s to %s: %s\n", val, path,
+			strerror(errno));
+	close(fd);
+	return n < 0 ? -1 : 0;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static long parse_long(const char *s, long min, long max, const char *what)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max) {
+		fprintf(stderr, "rthog: bad value for %s: %s\n", what, s);
+		exit(2);
+	}
+	return v;
+}
+
+int main(int argc, char **argv)
+{
+	long cpu = 0, prio = 50, seconds = 0, fair_runtime = -1;
+	int unthrottle = 0;
+	struct sched_param sp;
+	cpu_set_t set;
+	unsigned long long spins = 0;
+	volatile unsigned long sink = 0;
+	double end;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			printf("usage: %s %s\n", argv[0], usage);
+			return 0;
+		}
+		if (!strcmp(a, "--unthrottle")) {
+			unthrottle = 1;
+			continue;
+		}
+		if (!v)
+			die_usage(argv[0], usage);
+		if (!strcmp(a, "--cpu"))
+			cpu = parse_long(v, 0, CPU_SETSIZE - 1, a);
+		else if (!strcmp(a, "--prio"))
+			prio = parse_long(v, 1, 99, a);
+		else if (!strcmp(a, "--seconds"))
+			seconds = parse_long(v, 0, 1L << 30, a);
+		else if (!strcmp(a, "--fair-server-runtime"))
+			fair_runtime = parse_long(v, 0, 1000000000L, a);
+		else
+			die_usage(argv[0], usage);
+		i++;
+	}
+
+	if (unthrottle &&
+	    write_str("/proc/sys/kernel/sched_rt_runtime_us", "-1"))
+		return 1;
+	if (fair_runtime >= 0) {
+		char path[96], val[32];
+
+		snprintf(path, sizeof(path),
+			 "/sys/kernel/debug/sched/fair_server/cpu%ld/runtime", cpu);
+		snprintf(val, sizeof(val), "%ld", fair_runtime);
+		if (write_str(path, val))
+			return 1;
+	}
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set)) {
+		fprintf(stderr, "rthog: sched_setaffinity cpu %ld: %s\n", cpu,
+			strerror(errno));
+		return 1;
+	}
+	memset(&sp, 0, sizeof(sp));
+	sp.sched_priority = prio;
+	if (sched_setscheduler(0, SCHED_FIFO, &sp)) {
+		fprintf(stderr, "rthog: sched_setscheduler FIFO %ld: %s\n", prio,
+			strerror(errno));
+		return 1;
+	}
+
+	kmsg("rthog %d start cpu=%ld prio=%ld\n", getpid(), cpu, prio);
+	printf("rthog %d start cpu=%ld prio=%ld\n", getpid(), cpu, prio);
+	fflush(stdout);
+
+	end = seconds ? now_s() + seconds : 0;
+	for (;;) {
+		for (int j = 0; j < 1000000; j++)
+			sink += j;
+		spins++;
+		if (end && now_s() >= end)
+			break;
+	}
+	kmsg("rthog %d stop spins=%llu\n", getpid(), spins);
+	return 0;
+}
