@@ -49,7 +49,7 @@ func run(t *testing.T, dir string, args ...string) (stdout, stderr string, code 
 func TestBadInput(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte("name: x\nguest:\n  cpus: 0.5\n"), 0o644)
+	os.WriteFile(bad, []byte("name: x\nguest:\n  cpus: many\n"), 0o644)
 	cases := []struct {
 		name string
 		args []string
@@ -128,7 +128,8 @@ func TestListAndValidate(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "smoke") || !strings.Contains(stdout, "quick") {
 		t.Errorf("list: exit %d\n%s", code, stdout)
 	}
-	stdout, _, code = run(t, t.TempDir(), "validate", "../../../scenarios/smoke.yaml")
+	smoke, _ := filepath.Abs("../../../scenarios/smoke.yaml")
+	stdout, _, code = run(t, t.TempDir(), "validate", smoke)
 	if code != 0 || !strings.Contains(stdout, "ok") {
 		t.Errorf("validate smoke.yaml: exit %d %s", code, stdout)
 	}

@@ -86,7 +86,9 @@ func TestApplyRequests(t *testing.T) {
 	base := "#\n# comment\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=y\n"
 	reqs := []request{{Symbol: "A", Value: "n"}, {Symbol: "B", Value: "y"}, {Symbol: "D", Value: "32"}}
 	out := string(applyRequests([]byte(base), reqs))
-	want := "#\n# comment\n# CONFIG_A is not set\nCONFIG_B=y\nCONFIG_C=y\nCONFIG_D=32\n"
+	// Requested symbols move to the end so that, for choices, the
+	// requested member is the last "=y" Kconfig reads.
+	want := "#\n# comment\nCONFIG_C=y\n# oomlab fragments\n# CONFIG_A is not set\nCONFIG_B=y\nCONFIG_D=32\n"
 	if out != want {
 		t.Errorf("got\n%s\nwant\n%s", out, want)
 	}
@@ -139,6 +141,18 @@ menuconfig RUNTIME_TESTING_MENU
 
 config ARCH_STR
 	bool "arch" if "$(ARCH)" = "x86"
+
+choice
+	prompt "Kernel compression"
+	depends on HAVE_COMPRESS
+
+config KERNEL_GZIP
+	bool "gzip"
+
+config KERNEL_XZ
+	bool "xz"
+
+endchoice
 `,
 		"arch/x86/Kconfig": `config X86_ONLY
 	def_bool y
@@ -184,6 +198,12 @@ func TestLoadKconfig(t *testing.T) {
 	if len(db.DependsOn["DEBUG_KERNEL"]) != 0 || len(db.DependsOn["LOCKUP_DETECTOR"]) != 0 {
 		t.Errorf("help text or closed if leaked deps: %v %v", db.DependsOn["DEBUG_KERNEL"], db.DependsOn["LOCKUP_DETECTOR"])
 	}
+	if !db.InChoice["KERNEL_GZIP"] || db.InChoice["ARCH_STR"] {
+		t.Errorf("InChoice: %v", db.InChoice)
+	}
+	if got := strings.Join(db.DependsOn["KERNEL_XZ"], " | "); got != "HAVE_COMPRESS" {
+		t.Errorf("choice member deps %q", got)
+	}
 	if got := strings.Join(db.SelectedBy["NET_CORE"], ","); got != "VIRTIO_NET,X86_ONLY if PCI" {
 		t.Errorf("NET_CORE selected by %q", got)
 	}
@@ -195,7 +215,7 @@ func TestDroppedSymbols(t *testing.T) {
 		t.Fatal(err)
 	}
 	reqs, err := mergeFragments([]Fragment{{Name: "lockup.config", Data: []byte(
-		"CONFIG_DEBUG_KERNEL=y\nCONFIG_HARDLOCKUP_DETECTOR=y\n# CONFIG_LOCKUP_DETECTOR is not set\nCONFIG_VIRTIO_NET=y\nCONFIG_NR=8\n")}})
+		"CONFIG_DEBUG_KERNEL=y\nCONFIG_HARDLOCKUP_DETECTOR=y\n# CONFIG_LOCKUP_DETECTOR is not set\nCONFIG_VIRTIO_NET=y\nCONFIG_NR=8\nCONFIG_KERNEL_GZIP=y\n")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,9 +225,12 @@ CONFIG_LOCKUP_DETECTOR=y
 CONFIG_VIRTIO_NET=y
 CONFIG_NR=8
 CONFIG_HAVE_BUDDY=n
+CONFIG_HAVE_COMPRESS=y
+# CONFIG_KERNEL_GZIP is not set
+CONFIG_KERNEL_XZ=y
 `))
 	d := checkRequests(reqs, final)
-	if len(d) != 2 || d[0].Symbol != "HARDLOCKUP_DETECTOR" || d[1].Symbol != "LOCKUP_DETECTOR" {
+	if len(d) != 3 || d[0].Symbol != "HARDLOCKUP_DETECTOR" || d[1].Symbol != "LOCKUP_DETECTOR" || d[2].Symbol != "KERNEL_GZIP" {
 		t.Fatalf("dropped = %+v", d)
 	}
 	msgs := db.explain(d, final)
@@ -216,6 +239,7 @@ CONFIG_HAVE_BUDDY=n
 		"CONFIG_HARDLOCKUP_DETECTOR=y (from lockup.config:2) ended up as is not set",
 		"(DEBUG_KERNEL [=y]) && (HAVE_NMI [=n] || HAVE_BUDDY [=n])",
 		"CONFIG_LOCKUP_DETECTOR=n (from lockup.config:3) ended up as =y; selected by: HARDLOCKUP_DETECTOR",
+		"CONFIG_KERNEL_GZIP=y (from lockup.config:6) ended up as is not set; it is a choice member and another member won",
 	} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("explanation lacks %q:\n%s", want, joined)
@@ -455,6 +479,26 @@ func TestBuildRejectsBadOptions(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), missing) || strings.Contains(err.Error(), "\n") {
 		t.Errorf("kernel-src error: %v", err)
 	}
+}
+
+func TestLockFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "build.lock")
+	unlock, err := lockFile(context.Background(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited := false
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	if _, err := lockFile(ctx, path, func() { waited = true }); err == nil || !waited {
+		t.Errorf("second lock while held: err=%v waited=%v", err, waited)
+	}
+	unlock()
+	unlock2, err := lockFile(context.Background(), path, nil)
+	if err != nil {
+		t.Fatalf("lock after unlock: %v", err)
+	}
+	unlock2()
 }
 
 func TestObjDirName(t *testing.T) {

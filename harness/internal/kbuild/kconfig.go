@@ -95,40 +95,32 @@ func mergeFragments(frags []Fragment) ([]request, error) {
 }
 
 // applyRequests rewrites a base .config (tinyconfig output) with the
-// requested values: existing lines are replaced in place, new symbols are
-// appended. olddefconfig then resolves dependencies and defaults.
+// requested values: their old lines are removed and the requests appended
+// in order, as merge_config.sh does. Appending matters for choices: Kconfig
+// lets the last "=y" among a choice's members win, so a requested
+// CONFIG_KERNEL_GZIP=y must come after tinyconfig's CONFIG_KERNEL_XZ=y.
+// olddefconfig then resolves dependencies and defaults.
 func applyRequests(base []byte, reqs []request) []byte {
-	want := map[string]string{}
+	want := map[string]bool{}
 	for _, r := range reqs {
-		want[r.Symbol] = r.Value
-	}
-	format := func(sym, val string) string {
-		if val == "n" {
-			return "# CONFIG_" + sym + " is not set"
-		}
-		return "CONFIG_" + sym + "=" + val
+		want[r.Symbol] = true
 	}
 	var out bytes.Buffer
-	done := map[string]bool{}
 	for _, line := range strings.SplitAfter(string(base), "\n") {
 		if line == "" {
 			continue
 		}
-		if sym, _, ok := parseConfigLine(line); ok {
-			if v, ok := want[sym]; ok {
-				if !done[sym] {
-					out.WriteString(format(sym, v) + "\n")
-					done[sym] = true
-				}
-				continue
-			}
+		if sym, _, ok := parseConfigLine(line); ok && want[sym] {
+			continue
 		}
 		out.WriteString(strings.TrimRight(line, "\n") + "\n")
 	}
+	out.WriteString("# oomlab fragments\n")
 	for _, r := range reqs {
-		if !done[r.Symbol] {
-			out.WriteString(format(r.Symbol, r.Value) + "\n")
-			done[r.Symbol] = true
+		if r.Value == "n" {
+			out.WriteString("# CONFIG_" + r.Symbol + " is not set\n")
+		} else {
+			out.WriteString("CONFIG_" + r.Symbol + "=" + r.Value + "\n")
 		}
 	}
 	return out.Bytes()
@@ -163,6 +155,7 @@ type KconfigDB struct {
 	Defined    map[string][]string // symbol -> "file:line" of definitions
 	DependsOn  map[string][]string // symbol -> dependency expressions
 	SelectedBy map[string][]string // symbol -> symbols that select/imply it
+	InChoice   map[string]bool     // symbol is a member of a choice block
 }
 
 var (
@@ -177,7 +170,7 @@ var (
 // directories are skipped so that symbols only they define count as unknown
 // and x86 definitions are the ones reported.
 func LoadKconfig(root, arch string) (*KconfigDB, error) {
-	db := &KconfigDB{Defined: map[string][]string{}, DependsOn: map[string][]string{}, SelectedBy: map[string][]string{}}
+	db := &KconfigDB{Defined: map[string][]string{}, DependsOn: map[string][]string{}, SelectedBy: map[string][]string{}, InChoice: map[string]bool{}}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -275,6 +268,9 @@ func (db *KconfigDB) parse(file string, data []byte) {
 			db.Defined[cur] = append(db.Defined[cur], fmt.Sprintf("%s:%d", file, i+1))
 			for _, d := range enclosing() {
 				db.addDep(cur, d)
+			}
+			if len(stack) > 0 && stack[len(stack)-1].kind == "choice" {
+				db.InChoice[cur] = true
 			}
 		case line == "help" || line == "---help---":
 			helpIndent = indentWidth(raw)
@@ -383,6 +379,9 @@ func (db *KconfigDB) explain(d []dropped, final map[string]ConfigValue) []string
 				why = append(why, "not user-settable (no prompt, or forced by its default)")
 			}
 		} else {
+			if db.InChoice[x.Symbol] {
+				why = append(why, "it is a choice member and another member won (set that one to n, or request this one in a later fragment)")
+			}
 			deps := db.DependsOn[x.Symbol]
 			if len(deps) > 0 {
 				var parts []string
@@ -390,8 +389,8 @@ func (db *KconfigDB) explain(d []dropped, final map[string]ConfigValue) []string
 					parts = append(parts, "("+annotate(e, final)+")")
 				}
 				why = append(why, "depends on: "+strings.Join(parts, " && "))
-			} else {
-				why = append(why, "it has no 'depends on': it may be prompt-less, a choice member, outside its range, or its menu's condition is unmet")
+			} else if !db.InChoice[x.Symbol] {
+				why = append(why, "it has no 'depends on': it may be prompt-less, outside its range, or its menu's condition is unmet")
 			}
 		}
 		out = append(out, msg+"; "+strings.Join(why, "; "))

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -90,7 +91,34 @@ func Save(dir string, r *Run) error {
 			}{res.Scenario, res.Variant, res.Repeat, e})
 		}
 	}
-	return atomicfile.Write(filepath.Join(dir, "events.jsonl"), ev.Bytes(), 0o644)
+	if err := atomicfile.Write(filepath.Join(dir, "events.jsonl"), ev.Bytes(), 0o644); err != nil {
+		return err
+	}
+	var kt, ju bytes.Buffer
+	KTAP(&kt, r)
+	if err := JUnit(&ju, r); err != nil {
+		return err
+	}
+	if err := atomicfile.Write(filepath.Join(dir, "report.ktap"), kt.Bytes(), 0o644); err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(dir, "junit.xml"), ju.Bytes(), 0o644)
+}
+
+// Load reads run.json from a run directory.
+func Load(dir string) (*Run, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "run.json"))
+	if err != nil {
+		return nil, err
+	}
+	var r Run
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s/run.json: %v", dir, err)
+	}
+	if r.Schema != SchemaVersion {
+		return nil, fmt.Errorf("%s/run.json: schema version %d, this oomlab reads %d", dir, r.Schema, SchemaVersion)
+	}
+	return &r, nil
 }
 
 // Table prints one row per guest run and the failures under it.

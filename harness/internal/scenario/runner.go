@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,7 +47,7 @@ type StressorExit struct {
 	ExitCode int    `json:"exit_code"`
 	Signal   string `json:"signal,omitempty"`
 	Running  bool   `json:"still_running,omitempty"` // stopped by the runner at the end of the phase
-	Output   string `json:"output,omitempty"`         // tail of stdout+stderr
+	Output   string `json:"output,omitempty"`        // tail of stdout+stderr
 }
 
 // Result is one guest run of one scenario on one variant.
@@ -79,7 +80,7 @@ func Run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int)
 	case err != nil:
 		r.Verdict, r.Error = "error", err.Error()
 	default:
-		r.Failures = Evaluate(sc, r.Figures)
+		r.Failures = Evaluate(sc, variant, r.Figures)
 		r.Verdict = "pass"
 		if len(r.Failures) > 0 {
 			r.Verdict = "fail"
@@ -89,10 +90,11 @@ func Run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int)
 }
 
 // Evaluate checks the scenario's expectations against the figures.
-func Evaluate(sc *Scenario, f metrics.Figures) []string {
+func Evaluate(sc *Scenario, variant string, f metrics.Figures) []string {
 	var fails []string
-	for _, name := range sortedKeys(sc.Expect) {
-		c, _ := ParseCondition(sc.Expect[name])
+	exp := sc.Expectations(variant)
+	for _, name := range sortedKeys(exp) {
+		c, _ := ParseCondition(exp[name])
 		v, ok := f.Value(name)
 		if !ok {
 			fails = append(fails, fmt.Sprintf("%s: no value in this run (expected %s)", name, c))
@@ -366,7 +368,16 @@ func (p *proc) watch() {
 
 func startStressors(ctx context.Context, c *guest.Client, sc *Scenario) ([]*proc, error) {
 	var procs []*proc
-	for _, st := range sc.Stressors {
+	order := append([]Stressor(nil), sc.Stressors...)
+	sort.SliceStable(order, func(i, j int) bool { return order[i].StartAfter < order[j].StartAfter })
+	t0 := time.Now()
+	for _, st := range order {
+		if d := st.StartAfter.D() - time.Since(t0); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+			}
+		}
 		for i := 0; i < st.Count; i++ {
 			cmd := runCommand(st)
 			out := &tailWriter{max: 4096}

@@ -33,6 +33,9 @@ type Scenario struct {
 	Variants    []string   `yaml:"variants"`
 	// Expect maps a figure to a condition: "== 0", ">= 1", "<= 500", "true".
 	Expect map[string]string `yaml:"expect"`
+	// ExpectVariant adds or overrides conditions for one variant, e.g. the
+	// latency the patched kernel must reach and the baseline does not.
+	ExpectVariant map[string]map[string]string `yaml:"expect_variant"`
 
 	File string `yaml:"-"` // where it was read from
 }
@@ -56,6 +59,9 @@ type Stressor struct {
 	OOMScoreAdj int    `yaml:"oom_score_adj"`
 	Cgroup      string `yaml:"cgroup"`
 	Background  bool   `yaml:"background"` // runs for the whole stress phase; its end does not count as "all exited"
+	// StartAfter delays the start, measured from the start of the stress
+	// phase: a victim allocates first, the hogs that push it over come later.
+	StartAfter Duration `yaml:"start_after"`
 }
 
 // StopWhen ends the stress phase early.
@@ -242,24 +248,53 @@ func (s *Scenario) validate() (string, string) {
 			return at + ".policy", fmt.Sprintf("stressors[%d].policy %q: want other, fifo, rr, batch or idle", i, st.Policy)
 		case (st.Policy == "fifo" || st.Policy == "rr") && (st.Prio < 1 || st.Prio > 99):
 			return at + ".prio", fmt.Sprintf("stressors[%d].prio %d: fifo/rr need 1..99", i, st.Prio)
+		case st.StartAfter.D() < 0 || st.StartAfter.D() >= s.Duration.D():
+			return at + ".start_after", fmt.Sprintf("stressors[%d].start_after %s must be within the duration %s", i, st.StartAfter.D(), s.Duration.D())
 		case st.OOMScoreAdj < -1000 || st.OOMScoreAdj > 1000:
 			return at + ".oom_score_adj", fmt.Sprintf("stressors[%d].oom_score_adj %d out of range -1000..1000", i, st.OOMScoreAdj)
 		}
 	}
-	keys := make([]string, 0, len(s.Expect))
-	for k := range s.Expect {
+	if field, msg := checkExpect("expect", s.Expect); msg != "" {
+		return field, msg
+	}
+	for v, m := range s.ExpectVariant {
+		if v != "baseline" && v != "patched" {
+			return "$.expect_variant." + v, fmt.Sprintf("expect_variant: variant %q: want baseline or patched", v)
+		}
+		if field, msg := checkExpect("expect_variant."+v, m); msg != "" {
+			return field, msg
+		}
+	}
+	return "", ""
+}
+
+func checkExpect(at string, m map[string]string) (string, string) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
 		if _, ok := Figures[k]; !ok {
-			return "$.expect." + k, fmt.Sprintf("expect: unknown figure %q (known: %s)", k, strings.Join(figureNames(), ", "))
+			return "$." + at + "." + k, fmt.Sprintf("%s: unknown figure %q (known: %s)", at, k, strings.Join(figureNames(), ", "))
 		}
-		if _, err := ParseCondition(s.Expect[k]); err != nil {
-			return "$.expect." + k, fmt.Sprintf("expect.%s: %v", k, err)
+		if _, err := ParseCondition(m[k]); err != nil {
+			return "$." + at + "." + k, fmt.Sprintf("%s.%s: %v", at, k, err)
 		}
 	}
 	return "", ""
+}
+
+// Expectations returns the conditions that apply to one variant.
+func (s *Scenario) Expectations(variant string) map[string]string {
+	out := make(map[string]string, len(s.Expect))
+	for k, v := range s.Expect {
+		out[k] = v
+	}
+	for k, v := range s.ExpectVariant[variant] {
+		out[k] = v
+	}
+	return out
 }
 
 func figureNames() []string {

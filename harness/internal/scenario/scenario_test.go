@@ -60,13 +60,15 @@ func TestParseErrors(t *testing.T) {
 		{"bad policy", "name: t\nstressors:\n  - command: x\n    policy: realtime\n", "t.yaml:4:13: stressors[0].policy \"realtime\""},
 		{"fifo without prio", "name: t\nstressors:\n  - command: x\n    policy: fifo\n", "fifo/rr need 1..99"},
 		{"empty command", "name: t\nstressors:\n  - name: x\n", "command is empty"},
-		{"unknown figure", "name: t\nexpect:\n  kils: 1\n", "t.yaml:3:3: expect: unknown figure \"kils\""},
+		{"unknown figure", "name: t\nexpect:\n  kils: 1\n", "t.yaml:3:9: expect: unknown figure \"kils\""},
 		{"bad condition", "name: t\nexpect:\n  lockups: about zero\n", "expect.lockups: condition"},
 		{"bad duration", "name: t\nduration: soon\n", "not a duration"},
 		{"timeout too short", "name: t\nduration: 60s\ntimeout: 10s\n", "must be longer than duration"},
 		{"bad name", "name: Big Name\n", "t.yaml:1:7: name \"Big Name\""},
 		{"bad variant", "name: t\nvariants: [fast]\n", "variant \"fast\""},
 		{"malformed", "name: [t\n", "t.yaml:"},
+		{"bad variant expectation", "name: t\nexpect_variant:\n  fast:\n    lockups: 0\n", "expect_variant: variant \"fast\""},
+		{"bad figure in variant", "name: t\nexpect_variant:\n  patched:\n    speed: 1\n", "expect_variant.patched: unknown figure \"speed\""},
 		{"bad sysctl", "name: t\nguest:\n  sysctls:\n    Foo: 1\n", "write it as kernel.name"},
 	}
 	for _, c := range cases {
@@ -115,12 +117,16 @@ func TestEvaluate(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := metrics.Figures{OOMKills: 0, Lockups: 2, GuestAlive: true, ByKind: map[string]int{}}
-	fails := Evaluate(s, f)
+	fails := Evaluate(s, "baseline", f)
 	if len(fails) != 2 {
 		t.Fatalf("want 2 failures (kills, lockups), got %v", fails)
 	}
+	s.ExpectVariant = map[string]map[string]string{"patched": {"lockups": ">= 5"}}
+	if fails := Evaluate(s, "patched", f); len(fails) != 2 || !strings.Contains(fails[0], "lockups = 2, expected >= 5") {
+		t.Errorf("variant override not applied: %v", fails)
+	}
 	f.OOMKills, f.Lockups = 3, 0
-	if fails := Evaluate(s, f); len(fails) != 0 {
+	if fails := Evaluate(s, "baseline", f); len(fails) != 0 {
 		t.Errorf("want no failures, got %v", fails)
 	}
 }

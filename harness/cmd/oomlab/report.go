@@ -1,0 +1,43 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"oomlab/harness/internal/report"
+)
+
+func newReportCmd() *cobra.Command {
+	var format string
+	c := &cobra.Command{
+		Use:   "report RUN_DIR",
+		Short: "re-render a run's results: --format text|json|ktap|junit",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			r, err := report.Load(args[0])
+			if err != nil {
+				return &exitError{2, fmt.Errorf("report: %v", err)}
+			}
+			switch format {
+			case "text":
+				report.Table(os.Stdout, r)
+			case "json":
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(r)
+			case "ktap":
+				report.KTAP(os.Stdout, r)
+			case "junit":
+				return report.JUnit(os.Stdout, r)
+			default:
+				return &exitError{2, fmt.Errorf("report: --format %q: want text, json, ktap or junit", format)}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&format, "format", "text", "text, json, ktap or junit")
+	return c
+}

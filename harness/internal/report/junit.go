@@ -1,0 +1,85 @@
+package report
+
+import (
+	"encoding/xml"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// JUnit XML, the dialect Jenkins, GitLab and GitHub test reporters read:
+// one testsuite per scenario x variant, one testcase per repeat.
+type junitSuites struct {
+	XMLName  xml.Name     `xml:"testsuites"`
+	Name     string       `xml:"name,attr"`
+	Tests    int          `xml:"tests,attr"`
+	Failures int          `xml:"failures,attr"`
+	Errors   int          `xml:"errors,attr"`
+	Suites   []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name     string      `xml:"name,attr"`
+	Tests    int         `xml:"tests,attr"`
+	Failures int         `xml:"failures,attr"`
+	Errors   int         `xml:"errors,attr"`
+	Time     float64     `xml:"time,attr"`
+	Cases    []junitCase `xml:"testcase"`
+}
+
+type junitCase struct {
+	Name      string        `xml:"name,attr"`
+	Classname string        `xml:"classname,attr"`
+	Time      float64       `xml:"time,attr"`
+	Failure   *junitProblem `xml:"failure,omitempty"`
+	Error     *junitProblem `xml:"error,omitempty"`
+	SystemOut string        `xml:"system-out,omitempty"`
+}
+
+type junitProblem struct {
+	Message string `xml:"message,attr"`
+	Body    string `xml:",chardata"`
+}
+
+// JUnit writes the run as JUnit XML.
+func JUnit(w io.Writer, r *Run) error {
+	out := junitSuites{Name: "oomlab " + r.ID}
+	for _, g := range groups(r) {
+		s := junitSuite{Name: g.name}
+		for _, res := range g.results {
+			f := res.Figures
+			c := junitCase{
+				Name:      fmt.Sprintf("repeat-%d", res.Repeat),
+				Classname: g.name,
+				Time:      res.WallS,
+				SystemOut: fmt.Sprintf("console: %s\noom_events=%d oom_kills=%d reaped=%d handed_over=%d reap_failed=%d lockups=%d boot_s=%.2f guest_alive=%v",
+					res.Console, f.OOMEvents, f.OOMKills, f.Reaped, f.HandedOver, f.ReapFailed, f.Lockups, f.BootSeconds, f.GuestAlive),
+			}
+			switch res.Verdict {
+			case "fail":
+				c.Failure = &junitProblem{Message: res.Failures[0], Body: strings.Join(res.Failures, "\n")}
+				s.Failures++
+			case "error":
+				c.Error = &junitProblem{Message: res.Error, Body: res.Error}
+				s.Errors++
+			}
+			s.Tests++
+			s.Time += res.WallS
+			s.Cases = append(s.Cases, c)
+		}
+		out.Tests += s.Tests
+		out.Failures += s.Failures
+		out.Errors += s.Errors
+		out.Suites = append(out.Suites, s)
+	}
+	if _, err := io.WriteString(w, xml.Header); err != nil {
+		return err
+	}
+	enc := xml.NewEncoder(w)
+	enc.Indent("", "  ")
+	if err := enc.Encode(out); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, "\n")
+	return err
+}

@@ -1,0 +1,99 @@
+package report
+
+import (
+	"bytes"
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"oomlab/harness/internal/metrics"
+	"oomlab/harness/internal/scenario"
+)
+
+func sampleRun() *Run {
+	return &Run{Schema: SchemaVersion, Version: "test", ID: "r1", Results: []*scenario.Result{
+		{Scenario: "smoke", Variant: "baseline", Repeat: 1, Verdict: "pass", Figures: metrics.Figures{OOMEvents: 1, OOMKills: 1, GuestAlive: true}},
+		{Scenario: "smoke", Variant: "baseline", Repeat: 2, Verdict: "fail", Failures: []string{"lockups = 1, expected == 0 # really"}},
+		{Scenario: "smoke", Variant: "patched", Repeat: 1, Verdict: "error", Error: "agent did not answer\non 127.0.0.1:1"},
+	}}
+}
+
+func TestKTAP(t *testing.T) {
+	var b bytes.Buffer
+	KTAP(&b, sampleRun())
+	out := b.String()
+	for _, want := range []string{
+		"KTAP version 1\n", "\n1..2\n",
+		"    # Subtest: smoke.baseline\n    1..2\n",
+		"    ok 1 repeat-1\n", "    not ok 2 repeat-2\n", "    # lockups = 1, expected == 0 really\n",
+		"not ok 1 smoke.baseline\n",
+		"    not ok 1 repeat-1 # error: agent did not answer on 127.0.0.1:1\n",
+		"not ok 2 smoke.patched\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("KTAP output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestJUnitParses(t *testing.T) {
+	var b bytes.Buffer
+	if err := JUnit(&b, sampleRun()); err != nil {
+		t.Fatal(err)
+	}
+	var s junitSuites
+	if err := xml.Unmarshal(b.Bytes(), &s); err != nil {
+		t.Fatalf("junit.xml does not parse: %v\n%s", err, b.String())
+	}
+	if s.Tests != 3 || s.Failures != 1 || s.Errors != 1 || len(s.Suites) != 2 {
+		t.Errorf("tests %d failures %d errors %d suites %d", s.Tests, s.Failures, s.Errors, len(s.Suites))
+	}
+	if s.Suites[0].Cases[1].Failure == nil || s.Suites[1].Cases[0].Error == nil {
+		t.Error("failure/error elements missing")
+	}
+}
+
+func TestSaveLoad(t *testing.T) {
+	dir := t.TempDir()
+	r := sampleRun()
+	if err := Save(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"run.json", "events.jsonl", "report.ktap", "junit.xml"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("%s not written: %v", f, err)
+		}
+	}
+	got, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Results) != 3 || got.Results[1].Failures[0] != r.Results[1].Failures[0] {
+		t.Errorf("round trip lost data: %+v", got.Results)
+	}
+	if got.ComputeVerdict() != "error" {
+		t.Errorf("verdict %s, want error", got.ComputeVerdict())
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(dir, ".*tmp*"))
+	if len(leftovers) != 0 {
+		t.Errorf("temporary files left: %v", leftovers)
+	}
+	os.WriteFile(filepath.Join(dir, "run.json"), []byte(`{"schema_version": 99}`), 0o644)
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "schema version 99") {
+		t.Errorf("future schema accepted: %v", err)
+	}
+}
+
+func TestTable(t *testing.T) {
+	var b bytes.Buffer
+	Table(&b, sampleRun())
+	out := b.String()
+	if !strings.Contains(out, "smoke     baseline  1    PASS") && !strings.Contains(out, "PASS") {
+		t.Errorf("table lacks a PASS row:\n%s", out)
+	}
+	if !strings.Contains(out, "FAIL smoke/baseline#2: lockups = 1") || !strings.Contains(out, "ERROR smoke/patched#1") {
+		t.Errorf("table lacks failure lines:\n%s", out)
+	}
+}
