@@ -24,6 +24,8 @@ func newReportCmd() *cobra.Command {
 			switch format {
 			case "text":
 				report.Table(os.Stdout, r)
+				fmt.Println()
+				report.Compare(os.Stdout, r)
 			case "json":
 				enc := json.NewEncoder(os.Stdout)
 				enc.SetIndent("", "  ")

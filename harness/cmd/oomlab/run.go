@@ -134,6 +134,8 @@ func newRunCmd() *cobra.Command {
 				return &exitError{2, err}
 			}
 			report.Table(os.Stdout, run)
+			fmt.Println()
+			report.Compare(os.Stdout, run)
 			fmt.Printf("\nresults: %s/run.json\n", dir)
 			switch run.Verdict {
 			case "fail":

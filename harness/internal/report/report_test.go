@@ -97,3 +97,18 @@ func TestTable(t *testing.T) {
 		t.Errorf("table lacks failure lines:\n%s", out)
 	}
 }
+
+func TestCompare(t *testing.T) {
+	r := sampleRun()
+	r.Results[0].Figures.OOMToFreedMs = []float64{100, 2000}
+	var b bytes.Buffer
+	Compare(&b, r)
+	out := b.String()
+	if !strings.Contains(out, "1/2") || !strings.Contains(out, "2000") {
+		t.Errorf("comparison lacks pass count or p95:\n%s", out)
+	}
+	s := Summaries(r)
+	if len(s) != 2 || s[0].Runs != 2 || s[0].Kills != 1 || s[1].Dead != 1 {
+		t.Errorf("summaries wrong: %+v", s)
+	}
+}
