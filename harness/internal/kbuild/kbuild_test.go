@@ -413,8 +413,12 @@ func TestLinkTreeAndPatch(t *testing.T) {
 	if l, err := os.Readlink(filepath.Join(dst, "mm", "link.c")); err != nil || l != "other.c" {
 		t.Errorf("symlink: %q %v", l, err)
 	}
-	if err := applyPatch(context.Background(), dst, Patch{Name: "0001-ok.patch", Strip: 1, Data: []byte(okPatch)}, nil); err != nil {
+	files, err := applyPatch(context.Background(), dst, Patch{Name: "0001-ok.patch", Strip: 1, Data: []byte(okPatch)}, nil)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if strings.Join(files, ",") != "mm/oom_kill.c" {
+		t.Errorf("patched files %q", files)
 	}
 	if data, _ := os.ReadFile(filepath.Join(src, "mm", "oom_kill.c")); string(data) != "line1\nline2\nline3\n" {
 		t.Errorf("pristine tree modified through hard link: %q", data)
@@ -428,12 +432,12 @@ func TestLinkTreeAndPatch(t *testing.T) {
 		t.Errorf("untouched file is not a hard link")
 	}
 
-	err := applyPatch(context.Background(), dst, Patch{Name: "0002-bad.patch", Strip: 1, Data: []byte(badPatch)}, nil)
+	_, err = applyPatch(context.Background(), dst, Patch{Name: "0002-bad.patch", Strip: 1, Data: []byte(badPatch)}, nil)
 	if err == nil || !strings.Contains(err.Error(), "0002-bad.patch") || !strings.Contains(err.Error(), "mm/oom_kill.c: hunk #1 FAILED") ||
 		!strings.Contains(err.Error(), "static int oom_fn") {
 		t.Errorf("bad patch error: %v", err)
 	}
-	err = applyPatch(context.Background(), dst, Patch{Name: "0001-ok.patch", Strip: 1, Data: []byte(okPatch)}, nil)
+	_, err = applyPatch(context.Background(), dst, Patch{Name: "0001-ok.patch", Strip: 1, Data: []byte(okPatch)}, nil)
 	if err == nil || !strings.Contains(err.Error(), "already applied") {
 		t.Errorf("reapplied patch error: %v", err)
 	}

@@ -256,7 +256,7 @@ func (b *builder) buildTree(ctx context.Context, tree, key string, src *source, 
 	for _, f := range b.o.Fragments {
 		fragNames = append(fragNames, f.Name)
 	}
-	if marker, err := os.ReadFile(filepath.Join(tree, ".oomlab-patched")); err == nil {
+	if marker, err := os.ReadFile(filepath.Join(tree, patchedMarker)); err == nil {
 		patchNames = strings.Fields(string(marker))
 	}
 	res, err := store(b.cache, meta{

@@ -126,8 +126,19 @@ func copyFile(src, dst string) error {
 		out.Close()
 		return err
 	}
-	return out.Close()
+	if err := out.Close(); err != nil {
+		return err
+	}
+	// Keep the mtime: make compares it with objects built from the original.
+	return os.Chtimes(dst, st.ModTime(), st.ModTime())
 }
+
+// Files at the top of a patched tree: the list of applied patches (also
+// the completion marker) and the list of files the patches wrote.
+const (
+	patchedMarker    = ".oomlab-patched"
+	patchedFilesName = ".oomlab-patched-files"
+)
 
 var (
 	rePatchingFile = regexp.MustCompile(`^(?:patching|checking) file (.+)$`)
@@ -137,7 +148,8 @@ var (
 // applyPatch applies one patch with GNU patch. --fuzz=0 because a hunk that
 // only applies with fuzz may land in the wrong place and silently change
 // what is measured; offsets are still accepted.
-func applyPatch(ctx context.Context, tree string, p Patch, log io.Writer) error {
+// It returns the files the patch wrote (from patch's "patching file" lines).
+func applyPatch(ctx context.Context, tree string, p Patch, log io.Writer) ([]string, error) {
 	cmd := exec.CommandContext(ctx, "patch", fmt.Sprintf("-p%d", p.Strip), "--forward", "--batch",
 		"--fuzz=0", "--no-backup-if-mismatch", "-d", tree)
 	cmd.Stdin = bytes.NewReader(p.Data)
@@ -146,16 +158,38 @@ func applyPatch(ctx context.Context, tree string, p Patch, log io.Writer) error 
 		fmt.Fprintf(log, "$ patch -p%d < %s\n%s", p.Strip, p.Name, out)
 	}
 	if err == nil {
-		return nil
+		return patchedFiles(out), nil
 	}
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
 		if errors.Is(err, exec.ErrNotFound) {
-			return fmt.Errorf("applying %s: the patch tool is not installed; install it with: apt-get install -y patch", p.Name)
+			return nil, fmt.Errorf("applying %s: the patch tool is not installed; install it with: apt-get install -y patch", p.Name)
 		}
-		return fmt.Errorf("applying %s: %v", p.Name, err)
+		return nil, fmt.Errorf("applying %s: %v", p.Name, err)
 	}
-	return fmt.Errorf("patch %s does not apply: %s", p.Name, describePatchFailure(tree, out))
+	return nil, fmt.Errorf("patch %s does not apply: %s", p.Name, describePatchFailure(tree, out))
+}
+
+// patchedFiles extracts the written paths from GNU patch output, e.g.
+// "patching file mm/oom_kill.c", "patching file 'a b.c'",
+// "patching file new.c (renamed from old.c)".
+func patchedFiles(out []byte) []string {
+	var files []string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		m := rePatchingFile.FindStringSubmatch(strings.TrimSpace(sc.Text()))
+		if m == nil || strings.HasPrefix(m[0], "checking") {
+			continue
+		}
+		f := m[1]
+		if i := strings.Index(f, " (renamed from "); i >= 0 {
+			f = f[:i]
+		} else if i := strings.Index(f, " (copied from "); i >= 0 {
+			f = f[:i]
+		}
+		files = append(files, strings.Trim(f, "'\""))
+	}
+	return files
 }
 
 // describePatchFailure condenses GNU patch output into "file: hunk #N FAILED
@@ -224,7 +258,7 @@ func rejectHeader(rej, n string) string {
 // that looks usable.
 func (b *builder) preparePatched(ctx context.Context, src *source, patches []Patch, seriesHash string) (string, error) {
 	dir := filepath.Join(b.cache, "trees", src.Short+"-"+seriesHash[:12])
-	if _, err := os.Stat(filepath.Join(dir, ".oomlab-patched")); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, patchedMarker)); err == nil {
 		return dir, nil
 	}
 	b.phase(PhasePatch, fmt.Sprintf("%d patches", len(patches)))
@@ -239,17 +273,22 @@ func (b *builder) preparePatched(ctx context.Context, src *source, patches []Pat
 	if err := linkTree(ctx, src.Tree, tmp); err != nil {
 		return "", fmt.Errorf("copying %s for patching: %w", src.Tree, err)
 	}
+	var list, touched strings.Builder
 	for _, p := range patches {
-		if err := applyPatch(ctx, tmp, p, b.log); err != nil {
+		files, err := applyPatch(ctx, tmp, p, b.log)
+		if err != nil {
 			return "", err
 		}
-	}
-	var list strings.Builder
-	for _, p := range patches {
 		list.WriteString(p.Name + "\n")
+		for _, f := range files {
+			touched.WriteString(f + "\n")
+		}
+	}
+	if err := os.WriteFile(filepath.Join(tmp, patchedFilesName), []byte(touched.String()), 0o644); err != nil {
+		return "", err
 	}
 	// The marker is written last: its presence means "fully patched".
-	if err := os.WriteFile(filepath.Join(tmp, ".oomlab-patched"), []byte(list.String()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(tmp, patchedMarker), []byte(list.String()), 0o644); err != nil {
 		return "", err
 	}
 	_ = os.RemoveAll(dir) // a stale, unmarked leftover
