@@ -1,0 +1,89 @@
+package metrics
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"oomlab/harness/internal/console"
+)
+
+const log = `[   10.000000] memhog invoked oom-killer: gfp_mask=0x140dca(GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO), order=0, oom_score_adj=0
+[   10.100000] Out of memory: Killed process 70 (idlevictim) total-vm:170000kB, anon-rss:163840kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:400kB oom_score_adj:1000
+[   12.300000] oom_reaper: reaped process 70 (idlevictim), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB
+[   13.000000] memhog invoked oom-killer: gfp_mask=0x140dca(GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO), order=0, oom_score_adj=0
+[   13.010000] Out of memory: Killed process 88 (memhog) total-vm:170000kB, anon-rss:163840kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:400kB oom_score_adj:0
+[   13.020000] Out of memory: Killed process 89 (memhog) total-vm:170000kB, anon-rss:163840kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:400kB oom_score_adj:0
+[   15.050000] Handed over 88 to exit path.
+[   20.000000] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [rthog:75]
+[   21.000000] rcu: Hierarchical RCU implementation.
+`
+
+func events(t *testing.T) []console.Event {
+	t.Helper()
+	var evs []console.Event
+	if err := console.Scan(strings.NewReader(log), func(e console.Event) error {
+		evs = append(evs, e)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+func TestCompute(t *testing.T) {
+	start := 4.0
+	f := Compute(events(t), &start)
+	if f.OOMEvents != 2 || f.OOMKills != 3 || f.Reaped != 1 || f.HandedOver != 1 || f.Lockups != 1 {
+		t.Fatalf("counts wrong: %+v", f)
+	}
+	if f.KillsPerOOMEvent != 1.5 {
+		t.Errorf("kills per OOM event %v, want 1.5", f.KillsPerOOMEvent)
+	}
+	if f.FirstKillSeconds == nil || math.Abs(*f.FirstKillSeconds-6.1) > 1e-9 {
+		t.Errorf("first kill %v, want 6.1", f.FirstKillSeconds)
+	}
+	// 70: invoked 10.0 -> reaped 12.3; 88: invoked 13.0 -> handed over 15.05
+	want := []float64{2300, 2050}
+	if len(f.OOMToFreedMs) != 2 || math.Abs(f.OOMToFreedMs[0]-want[0]) > 1e-6 || math.Abs(f.OOMToFreedMs[1]-want[1]) > 1e-6 {
+		t.Errorf("OOM->freed %v, want %v", f.OOMToFreedMs, want)
+	}
+	if v, ok := f.Value("oom_to_freed_p95_ms"); !ok || math.Abs(v-2300) > 1e-6 {
+		t.Errorf("p95 %v %v", v, ok)
+	}
+	if v, _ := f.Value("findings"); v != 1 {
+		t.Errorf("findings %v, want 1 (the soft lockup; the RCU banner is not one)", v)
+	}
+	if _, ok := f.Value("no_such_figure"); ok {
+		t.Error("unknown figure has a value")
+	}
+}
+
+func TestComputeEmpty(t *testing.T) {
+	f := Compute(nil, nil)
+	if f.OOMKills != 0 || f.FirstKillSeconds != nil {
+		t.Errorf("%+v", f)
+	}
+	if _, ok := f.Value("kills_per_oom_event"); ok {
+		t.Error("kills per OOM event defined without OOM events")
+	}
+	if _, ok := f.Value("oom_to_freed_p95_ms"); ok {
+		t.Error("latency defined without any reap")
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	xs := []float64{5, 1, 4, 2, 3}
+	if q := Quantile(xs, 0.5); q != 3 {
+		t.Errorf("median %v", q)
+	}
+	if q := Quantile(xs, 0.95); q != 5 {
+		t.Errorf("p95 %v", q)
+	}
+	if !math.IsNaN(Quantile(nil, 0.5)) {
+		t.Error("quantile of nothing is a number")
+	}
+	if xs[0] != 5 {
+		t.Error("Quantile sorted its input in place")
+	}
+}
