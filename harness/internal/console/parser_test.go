@@ -149,6 +149,13 @@ func TestRecognisers(t *testing.T) {
 			},
 		},
 		{
+			name:  "direct reap by an allocating task (oomlab patch 3)",
+			lines: []string{"[ 3.0][  T88] oom_reaper: reaped process 70 (idle victim), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB, direct by 88 (memhog) after 118ms"},
+			want: []want{{kind: OOMReaped, line: 1, time: f64(3), pid: intPtr(70), comm: "idle victim",
+				fields: map[string]string{"anon_rss_kb": "0", "file_rss_kb": "0", "shmem_rss_kb": "0",
+					"reaper_pid": "88", "reaper_comm": "memhog", "direct_after_ms": "118"}}},
+		},
+		{
 			name:  "handed over, caller id is not the victim",
 			lines: []string{"[ 2.0][  T30] Handed over 78 to exit path.", "oom_reaper: Handed over pid:79 (memhog) to exit path"},
 			want: []want{

@@ -81,7 +81,9 @@ var rules = []rule{
 
 	// oom_reaper (4.6+).
 	{kind: OOMReaped, needle: "oom_reaper",
-		re:    re(`^oom_reaper: reaped process (?P<pid>\d+) \((?P<comm>.*)\), now (?P<_kv>.*)$`),
+		// oomlab's direct-reaping patch appends ", direct by <pid>
+		// (<comm>) after <n>ms" when an allocating task did the reap.
+		re:    re(`^oom_reaper: reaped process (?P<pid>\d+) \((?P<comm>.*)\), now (?P<_kv>.*?)(?:, direct by (?P<reaper_pid>\d+) \((?P<reaper_comm>.*)\) after (?P<direct_after_ms>\d+)ms)?$`),
 		build: buildKV},
 	{kind: OOMReapFailed, needle: "oom_reaper",
 		re: re(`^oom_reaper: unable to reap pid: ?(?P<pid>\d+) \((?P<comm>.*)\)$`)},
