@@ -19,6 +19,7 @@ type Base struct {
 	Package string // Debian package shipping /usr/src/<Package>.tar.xz
 	Version string // Debian package version the series was made against
 	Kernel  string // upstream kernel version (Makefile VERSION.PATCHLEVEL.SUBLEVEL)
+	Tarball string // optional; default /usr/src/<Package>.tar.xz
 	// Fields holds every key, including unknown ones, so that newer BASE
 	// files still parse with an older harness.
 	Fields map[string]string
@@ -57,11 +58,17 @@ func ParseBase(data []byte) (Base, error) {
 	b.Package = b.Fields["package"]
 	b.Version = b.Fields["version"]
 	b.Kernel = b.Fields["kernel"]
+	b.Tarball = b.Fields["tarball"]
 	if b.Package == "" {
 		b.Package = DefaultPackage
 	}
 	if strings.ContainsAny(b.Package, "/ \t=") {
 		return Base{}, fmt.Errorf("patches/BASE: package %q is not a Debian package name", b.Package)
+	}
+	if b.Tarball == "" {
+		b.Tarball = "/usr/src/" + b.Package + ".tar.xz"
+	} else if !strings.HasPrefix(b.Tarball, "/") {
+		return Base{}, fmt.Errorf("patches/BASE: tarball %q must be an absolute path", b.Tarball)
 	}
 	return b, nil
 }

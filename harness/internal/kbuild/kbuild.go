@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -64,7 +63,7 @@ type Result struct {
 	Cached                    bool
 	KernelRelease             string
 	SourceID                  string
-	Duration                  time.Duration // of the original build for cache hits
+	Duration                  time.Duration // unpack+patch+config+make of the build that produced it (also for cache hits)
 }
 
 // Variants.
@@ -77,9 +76,11 @@ const (
 const (
 	PhaseResolve = "resolve" // identify source, compute cache key
 	PhaseCached  = "cached"  // cache hit, nothing to do
+	PhaseWait    = "wait"    // another process is building with the same cache
 	PhaseInstall = "install" // apt-get install of the source package
 	PhaseUnpack  = "unpack"  // unpacking the tarball (once per source)
 	PhasePatch   = "patch"   // creating the patched tree (once per source+series)
+	PhaseSeed    = "seed"    // copying baseline objects into the patched tree's object dir
 	PhaseConfig  = "config"  // tinyconfig + fragments + olddefconfig
 	PhaseBuild   = "build"   // make bzImage
 	PhaseStore   = "store"   // copying results into the cache
@@ -109,10 +110,8 @@ type builder struct {
 	cache string
 	base  Base
 	start time.Time
+	work  time.Time // when the build lock was taken: Result.Duration counts from here
 	log   io.Writer // never nil
-
-	mu       sync.Mutex
-	curPhase string
 }
 
 // Build returns the kernel for o, building it if it is not cached.
@@ -140,7 +139,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	b.cache = abs
 	if err := os.MkdirAll(b.cache, 0o755); err != nil {
-		return nil, fmt.Errorf("cannot create cache directory %s: %v", b.cache, errors.Unwrap(err))
+		return nil, fmt.Errorf("cannot create cache directory %s: %v (set a writable one with XDG_CACHE_HOME or the cache option)", b.cache, cause(err))
 	}
 	b.base, err = ParseBase(o.BaseFile)
 	if err != nil {
@@ -182,12 +181,13 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	// Slow path. One build at a time per cache: builds are CPU-bound and
 	// share trees and ccache, so parallel builds would only contend.
 	unlock, err := lockFile(ctx, filepath.Join(b.cache, "build.lock"), func() {
-		b.logf("waiting for another kernel build using %s to finish", b.cache)
+		b.phase(PhaseWait, "another kernel build is using "+b.cache)
 	})
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	b.work = time.Now()
 	if r, ok := lookup(b.cache, key); ok { // built by someone else meanwhile
 		b.phase(PhaseCached, r.BzImage)
 		return r, nil
@@ -242,14 +242,14 @@ func checkTools() error {
 	return nil
 }
 
+// phase reports a phase change; the log line carries the time since Build
+// started so slow steps are visible without a profiler.
 func (b *builder) phase(p, line string) {
-	b.mu.Lock()
-	b.curPhase = p
-	b.mu.Unlock()
+	el := time.Since(b.start).Round(100 * time.Millisecond)
 	if line != "" {
-		b.logf("[%s] %s", p, line)
+		b.logf("[%s] +%s %s", p, el, line)
 	} else {
-		b.logf("[%s]", p)
+		b.logf("[%s] +%s", p, el)
 	}
 	b.progress(Status{Phase: p, Line: line})
 }
@@ -456,4 +456,14 @@ func lockFile(ctx context.Context, path string, waiting func()) (func(), error) 
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// cause strips the path from *fs.PathError so messages that already name
+// the path do not repeat it.
+func cause(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }

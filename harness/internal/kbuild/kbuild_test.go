@@ -24,7 +24,7 @@ note: url: http://example
 		t.Fatal(err)
 	}
 	if b.Source != "debian linux-source-6.12" || b.Package != "linux-source-6.12" ||
-		b.Version != "6.12.117-1~deb12u1" || b.Kernel != "6.12.117" {
+		b.Version != "6.12.117-1~deb12u1" || b.Kernel != "6.12.117" || b.Tarball != "/usr/src/linux-source-6.12.tar.xz" {
 		t.Errorf("parsed %+v", b)
 	}
 	if b.Fields["note"] != "url: http://example" {
@@ -36,7 +36,10 @@ note: url: http://example
 		t.Errorf("empty BASE: %+v, %v", empty, err)
 	}
 
-	for _, bad := range []string{"no colon here", "version: 1\nversion: 2", "two words: x", "package: a/b"} {
+	if b, _ := ParseBase([]byte("tarball: /srv/linux.tar.xz\n")); b.Tarball != "/srv/linux.tar.xz" {
+		t.Errorf("explicit tarball: %q", b.Tarball)
+	}
+	for _, bad := range []string{"no colon here", "version: 1\nversion: 2", "two words: x", "package: a/b", "tarball: rel.tar.xz"} {
 		if _, err := ParseBase([]byte(bad)); err == nil {
 			t.Errorf("ParseBase(%q) succeeded", bad)
 		} else if strings.Contains(err.Error(), "\n") {
@@ -588,5 +591,101 @@ func findRepoRoot(t *testing.T) string {
 			t.Fatal("go.mod not found")
 		}
 		dir = parent
+	}
+}
+
+func TestConfigID(t *testing.T) {
+	pristine := t.TempDir()
+	patched := t.TempDir()
+	src := &source{ID: "tarball sha256:x", Tree: pristine}
+	reqs := []request{{Symbol: "A", Value: "y"}}
+	base := configID(pristine, src, reqs, "gcc 12")
+	if base != configID(pristine, src, reqs, "gcc 12") {
+		t.Fatal("unstable")
+	}
+	// A series that does not touch Kconfig files reuses the baseline config.
+	os.MkdirAll(filepath.Join(patched, "mm"), 0o755)
+	os.WriteFile(filepath.Join(patched, "mm", "oom_kill.c"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(patched, patchedFilesName), []byte("mm/oom_kill.c\n"), 0o644)
+	if configID(patched, src, reqs, "gcc 12") != base {
+		t.Errorf("non-Kconfig patch changed the config id")
+	}
+	os.WriteFile(filepath.Join(patched, "mm", "Kconfig"), []byte("config OOMLAB_KNOB\n\tbool\n"), 0o644)
+	os.WriteFile(filepath.Join(patched, patchedFilesName), []byte("mm/oom_kill.c\nmm/Kconfig\n"), 0o644)
+	withK := configID(patched, src, reqs, "gcc 12")
+	if withK == base {
+		t.Errorf("Kconfig patch did not change the config id")
+	}
+	os.WriteFile(filepath.Join(patched, "mm", "Kconfig"), []byte("config OOMLAB_KNOB\n\tbool \"x\"\n"), 0o644)
+	if configID(patched, src, reqs, "gcc 12") == withK {
+		t.Errorf("Kconfig content change did not change the config id")
+	}
+	for name, id := range map[string]string{
+		"request":  configID(pristine, src, []request{{Symbol: "A", Value: "n"}}, "gcc 12"),
+		"compiler": configID(pristine, src, reqs, "gcc 13"),
+		"source":   configID(pristine, &source{ID: "other", Tree: pristine}, reqs, "gcc 12"),
+	} {
+		if id == base {
+			t.Errorf("%s change did not change the config id", name)
+		}
+	}
+}
+
+func TestSeedObjDir(t *testing.T) {
+	root := t.TempDir()
+	oldTree, newTree := filepath.Join(root, "src", "abc"), filepath.Join(root, "trees", "abc-def")
+	from, to := filepath.Join(oldTree, ".oomlab-build-x"), filepath.Join(newTree, ".oomlab-build-x")
+	old := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	write := func(p, data string) {
+		t.Helper()
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(p, old, old)
+	}
+	write(filepath.Join(from, "mm", "oom_kill.o"), "\x7fELF\x00obj")
+	write(filepath.Join(from, "mm", ".oom_kill.o.cmd"), "cmd := gcc ../mm/oom_kill.c\n")
+	write(filepath.Join(from, "tools", "objtool", ".check.o.cmd"), "cmd := gcc -I"+oldTree+"/tools/include -o "+from+"/tools/objtool/check.o\n")
+	write(filepath.Join(from, "tools", "objtool", "objtool"), "\x7fELF\x00"+oldTree+"/x")
+	write(filepath.Join(from, "build.log"), "old log")
+	write(filepath.Join(from, objOKName), "key")
+	os.Symlink("..", filepath.Join(from, "source"))
+	write(filepath.Join(newTree, "mm", "oom_kill.c"), "patched")
+	write(filepath.Join(newTree, "mm", "other.c"), "unpatched")
+	write(filepath.Join(newTree, patchedFilesName), "mm/oom_kill.c\nmm/gone.c\n")
+
+	if err := seedObjDir(context.Background(), from, to, oldTree, newTree); err != nil {
+		t.Fatal(err)
+	}
+	cmd, _ := os.ReadFile(filepath.Join(to, "tools", "objtool", ".check.o.cmd"))
+	if strings.Contains(string(cmd), oldTree) || !strings.Contains(string(cmd), newTree+"/tools/include") || !strings.Contains(string(cmd), to+"/tools/objtool/check.o") {
+		t.Errorf("tools .cmd not rewritten: %s", cmd)
+	}
+	if bin, _ := os.ReadFile(filepath.Join(to, "tools", "objtool", "objtool")); !strings.Contains(string(bin), oldTree) {
+		t.Errorf("binary file was rewritten")
+	}
+	for _, f := range []string{"mm/oom_kill.o", "mm/.oom_kill.o.cmd", "tools/objtool/.check.o.cmd"} {
+		st, err := os.Stat(filepath.Join(to, f))
+		if err != nil || !st.ModTime().Equal(old) {
+			t.Errorf("%s: mtime not preserved (%v)", f, err)
+		}
+	}
+	for _, f := range []string{"build.log", objOKName} {
+		if _, err := os.Stat(filepath.Join(to, f)); err == nil {
+			t.Errorf("%s copied", f)
+		}
+	}
+	if l, _ := os.Readlink(filepath.Join(to, "source")); l != ".." {
+		t.Errorf("source symlink %q", l)
+	}
+	if st, _ := os.Stat(filepath.Join(newTree, "mm", "oom_kill.c")); !st.ModTime().After(old.Add(time.Hour)) {
+		t.Errorf("patched file not touched")
+	}
+	if st, _ := os.Stat(filepath.Join(newTree, "mm", "other.c")); !st.ModTime().Equal(old) {
+		t.Errorf("unpatched file touched")
+	}
+	if _, err := os.Stat(to + ".seeding"); err == nil {
+		t.Errorf("temporary seed dir left behind")
 	}
 }

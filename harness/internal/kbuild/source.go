@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -34,15 +33,12 @@ type source struct {
 	Tarball string
 }
 
-// tarballPath is where the Debian linux-source-X package installs its tarball.
-func tarballPath(pkg string) string { return "/usr/src/" + pkg + ".tar.xz" }
-
 // ValidateKernelTree checks that dir looks like a Linux kernel tree with the
 // OOM killer we are measuring. The error names the directory and what is missing.
 func ValidateKernelTree(dir string) error {
 	st, err := os.Stat(dir)
 	if err != nil {
-		return fmt.Errorf("kernel source %s: %v", dir, errors.Unwrap(err))
+		return fmt.Errorf("kernel source %s: %v", dir, cause(err))
 	}
 	if !st.IsDir() {
 		return fmt.Errorf("kernel source %s is not a directory", dir)
@@ -151,7 +147,7 @@ func shortHash(b []byte) string {
 // returns its identity. It does not unpack: cache hits must stay cheap.
 func (b *builder) identifyDebian(ctx context.Context) (*source, error) {
 	pkg := b.base.Package
-	tb := tarballPath(pkg)
+	tb := b.base.Tarball
 	want := b.base.Version
 	pin := pkg
 	if want != "" {
