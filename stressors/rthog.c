@@ -19,6 +19,10 @@
  *                          /sys/kernel/debug/sched/fair_server/cpuN/runtime
  *                          for the hogged CPU before starting (0 starves CFS)
  *
+ * Both writes are skipped when the file already holds the value: rewriting
+ * either resets the deadline servers and lets CFS tasks queued on the
+ * hogged CPU run once more. Set them before starting the victim.
+ *
  * Markers (/dev/kmsg): "rthog <pid> start cpu=N prio=P",
  * "rthog <pid> stop spins=N".
  */
@@ -45,6 +49,27 @@ static int write_str(const char *path, const char *val)
 			strerror(errno));
 	close(fd);
 	return n < 0 ? -1 : 0;
+}
+
+/*
+ * Write val to path unless it already holds it: rewriting either
+ * sched_rt_runtime_us or a fair_server runtime resets the deadline servers
+ * and lets CFS tasks queued on the hogged CPU run once more.
+ */
+static int write_if_changed(const char *path, const char *val)
+{
+	char cur[32] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		ssize_t n = read(fd, cur, sizeof(cur) - 1);
+
+		cur[n > 0 ? n : 0] = 0;
+		close(fd);
+		if (cur[0] && strtol(cur, NULL, 10) == strtol(val, NULL, 10))
+			return 0;
+	}
+	return write_str(path, val);
 }
 
 static double now_s(void)
@@ -107,7 +132,7 @@ int main(int argc, char **argv)
 	}
 
 	if (unthrottle &&
-	    write_str("/proc/sys/kernel/sched_rt_runtime_us", "-1"))
+	    write_if_changed("/proc/sys/kernel/sched_rt_runtime_us", "-1"))
 		return 1;
 	if (fair_runtime >= 0) {
 		char path[96], val[32];
@@ -115,7 +140,7 @@ int main(int argc, char **argv)
 		snprintf(path, sizeof(path),
 			 "/sys/kernel/debug/sched/fair_server/cpu%ld/runtime", cpu);
 		snprintf(val, sizeof(val), "%ld", fair_runtime);
-		if (write_str(path, val))
+		if (write_if_changed(path, val))
 			return 1;
 	}
 
