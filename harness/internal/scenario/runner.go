@@ -20,6 +20,7 @@ import (
 	"oomlab/harness/internal/guest"
 	"oomlab/harness/internal/initramfs"
 	"oomlab/harness/internal/metrics"
+	"oomlab/harness/internal/tailbuf"
 	"oomlab/harness/internal/vm"
 )
 
@@ -351,7 +352,7 @@ type proc struct {
 	name     string
 	instance int
 	p        *guest.Process
-	out      *tailWriter
+	out      *tailbuf.Buffer
 	bg       bool
 	done     chan struct{} // closed when Wait returned; res is set then
 	res      *guest.Result
@@ -380,7 +381,7 @@ func startStressors(ctx context.Context, c *guest.Client, sc *Scenario) ([]*proc
 		}
 		for i := 0; i < st.Count; i++ {
 			cmd := runCommand(st)
-			out := &tailWriter{max: 4096}
+			out := &tailbuf.Buffer{Max: 4096}
 			p, err := c.Start(ctx, cmd, out, out)
 			if err != nil {
 				for _, q := range procs {
@@ -485,27 +486,4 @@ func stopStressors(procs []*proc) []StressorExit {
 		out = append(out, e)
 	}
 	return out
-}
-
-// tailWriter keeps the last max bytes.
-type tailWriter struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailWriter) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = append([]byte(nil), t.b[len(t.b)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailWriter) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
 }

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"oomlab/harness/internal/tailbuf"
 )
 
 // Config describes one guest.
@@ -46,7 +48,7 @@ type VM struct {
 	sockDir string
 	done    chan struct{}
 	waitErr error
-	stderr  *tailBuffer
+	stderr  *tailbuf.Buffer
 	console sync.WaitGroup
 	output  lineCounter
 }
@@ -206,7 +208,7 @@ func launch(ctx context.Context, c Config, accel, qmpSock string, port int) (*VM
 	if err != nil {
 		return nil, err
 	}
-	v := &VM{Accel: accel, SSHAddr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd, done: make(chan struct{}), stderr: &tailBuffer{max: 8192}}
+	v := &VM{Accel: accel, SSHAddr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd, done: make(chan struct{}), stderr: &tailbuf.Buffer{Max: 8192}}
 	v.output.first = make(chan struct{})
 	cmd.Stderr = v.stderr
 	v.Started = time.Now()
@@ -367,29 +369,6 @@ type lineCounter struct {
 }
 
 func (l *lineCounter) saw() { l.once.Do(func() { close(l.first) }) }
-
-// tailBuffer keeps the last max bytes written (QEMU's stderr).
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = append([]byte(nil), t.b[len(t.b)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
-}
 
 // The registry of running guests lets KillAll (signal handlers, panics)
 // take every QEMU down with oomlab.
