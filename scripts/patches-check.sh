@@ -112,6 +112,7 @@ git -C "$SRC" config core.autocrlf false
 echo ".obj/" >> "$SRC/.git/info/exclude"
 git -C "$SRC" add -A -f .
 git -C "$SRC" commit -q -m "base: $(base_field package) $(base_field version)"
+BASE_COMMIT=$(git -C "$SRC" rev-parse HEAD)
 
 # --- kernel config ---------------------------------------------------------
 export CCACHE_BASEDIR=$WORK CCACHE_NOHASHDIR=1
@@ -223,8 +224,9 @@ if [ "$BUILD" = 1 ] && [ "$VARIANTS" = 1 ]; then
 	echo ".obj-lean/" >> "$SRC/.git/info/exclude"
 	# Single objects can only be built when the config enables them, so
 	# build the directories the series touches instead.
-	mapfile -t objs < <(git -C "$SRC" diff --name-only base HEAD -- '*.c' |
+	mapfile -t objs < <(git -C "$SRC" diff --name-only "$BASE_COMMIT" HEAD -- '*.c' |
 		xargs -r -n1 dirname | sort -u | sed 's|$|/|')
+	[ ${#objs[@]} -gt 0 ] || die "the series touches no .c file?"
 	echo "patches-check: lean config: ${objs[*]}"
 	mkdir -p "$LEAN"
 	cat > "$WORK/lean.config" <<-'EOF'
