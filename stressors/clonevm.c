@@ -21,6 +21,13 @@
  * --fork-loop          each child keeps creating short-lived CLONE_VM
  *                      grandchildren while it allocates (races the OOM kill
  *                      with clone)
+ * --check-score-adj N  no OOM: once the children hold their share, write N
+ *                      to the parent's oom_score_adj, then N/2 to the last
+ *                      child's, and check after each write that every task
+ *                      sharing the mm shows the value (the 2016 "oom bypass"
+ *                      series made oom_score_adj a property of the mm, so
+ *                      that the OOM killer sees one value for it); kill the
+ *                      children and exit 0 if so, 1 if not
  *
  * The children use raw system calls only (they share the parent's TLS and
  * libc state). The parent reports how each child ended on stdout and in
@@ -36,7 +43,7 @@
 #include "stressor.h"
 
 static const char usage[] =
-	"[--children N] [--mb N] [--chunk-mb N] [--parent-allocates] [--hold | --spin] [--fork-loop]";
+	"[--children N] [--mb N] [--chunk-mb N] [--parent-allocates] [--hold | --spin] [--fork-loop] [--check-score-adj N]";
 
 #define STACK_SIZE (64 << 10)
 
@@ -47,6 +54,60 @@ static void *raw_mmap(size_t len)
 {
 	return (void *)syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+}
+
+static int read_adj(int pid)
+{
+	char path[64], buf[16] = "";
+	int fd, n;
+
+	snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -10000;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 ? atoi(buf) : -10000;
+}
+
+static int write_adj(int pid, int val)
+{
+	char path[64], buf[16];
+	int fd, n, ok;
+
+	snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", pid);
+	n = snprintf(buf, sizeof(buf), "%d\n", val);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ok = write(fd, buf, n) == n;
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+/* check_adj: every sharer (parent and children) must show want. */
+static int check_adj(const int *pids, long n, int want, const char *after)
+{
+	int bad = 0, v = read_adj(getpid());
+
+	if (v != want) {
+		printf("after %s: parent %d oom_score_adj %d, want %d\n", after,
+		       getpid(), v, want);
+		bad++;
+	}
+	for (long i = 0; i < n; i++) {
+		v = read_adj(pids[i]);
+		if (v != want) {
+			printf("after %s: child %d oom_score_adj %d, want %d\n",
+			       after, pids[i], v, want);
+			bad++;
+		}
+	}
+	printf("after %s: %ld sharers checked, %d inconsistent\n", after, n + 1,
+	       bad);
+	kmsg("clonevm %d score_adj after %s: want %d, %d inconsistent\n",
+	     getpid(), after, want, bad);
+	return bad;
 }
 
 static void raw_sleep_ms(long ms)
@@ -110,8 +171,8 @@ static int child(void *arg)
 
 int main(int argc, char **argv)
 {
-	long children = 4, killed = 0, spawned = 0;
-	int parent_allocates = 0;
+	long children = 4, killed = 0, spawned = 0, check_adj_val = -1;
+	int parent_allocates = 0, pids[1024];
 
 	page = sysconf(_SC_PAGESIZE);
 	for (int i = 1; i < argc; i++) {
@@ -146,11 +207,14 @@ int main(int argc, char **argv)
 			mb = parse_mb(v);
 		else if (!strcmp(a, "--chunk-mb"))
 			chunk_mb = parse_mb(v);
+		else if (!strcmp(a, "--check-score-adj"))
+			check_adj_val = parse_mb(v);
 		else
 			die_usage(argv[0], usage);
 		i++;
 	}
-	if (children < 1 || children > 1024 || mb < 0 || chunk_mb <= 0)
+	if (children < 1 || children > 1024 || mb < 0 || chunk_mb <= 0 ||
+	    check_adj_val > 1000 || (check_adj_val >= 0 && !mb))
 		die_usage(argv[0], usage);
 
 	kmsg("clonevm %d start children=%ld mb=%ld\n", getpid(), children, mb);
@@ -168,10 +232,35 @@ int main(int argc, char **argv)
 			perror("clonevm: clone");
 			break;
 		}
-		spawned++;
+		pids[spawned++] = pid;
 	}
 	printf("clonevm %d spawned %ld children\n", getpid(), spawned);
 	fflush(stdout);
+
+	if (check_adj_val >= 0) {
+		int bad, half = (int)check_adj_val / 2;
+
+		/* Let the children map their share: it is the mm that counts. */
+		sleep(1);
+		if (write_adj(getpid(), (int)check_adj_val) ||
+		    write_adj(pids[spawned - 1], half)) {
+			perror("clonevm: write oom_score_adj");
+			return 2;
+		}
+		/* Both writes done, then both checks: the second write must
+		 * reach the parent and the other children too.
+		 */
+		bad = check_adj(pids, spawned, half, "write to last child");
+		bad += write_adj(getpid(), (int)check_adj_val) ? 1 : 0;
+		bad += check_adj(pids, spawned, (int)check_adj_val,
+				 "write to parent");
+		for (long c = 0; c < spawned; c++)
+			kill(pids[c], SIGKILL);
+		while (waitpid(-1, NULL, __WALL) > 0)
+			;
+		fflush(stdout);
+		return bad ? 1 : 0;
+	}
 
 	if (parent_allocates) {
 		size_t len = (size_t)chunk_mb << 20;

@@ -61,6 +61,7 @@ func TestBadInput(t *testing.T) {
 		{"no qemu", []string{"run", "smoke", "--qemu", "/nonexistent/qemu"}, "apt-get install qemu-system-x86"},
 		{"no agent", []string{"run", "smoke", "--qemu", "true", "--bin-dir", dir}, "run 'make build'"},
 		{"bad variant", []string{"build", "--variant", "fast"}, `variant "fast"`},
+		{"bad prefix variant", []string{"build", "--variant", "patched:x"}, `variant "patched:x": want baseline, patched, patched:N`},
 		{"bad jobs", []string{"build", "--jobs", "0"}, "--jobs 0 out of range"},
 		{"no patches dir", []string{"build", "--patches", "/nonexistent"}, "--patches /nonexistent: not a directory"},
 		{"bad kernel tree", []string{"build", "--variant", "baseline", "--kernel-src", dir, "--cache", filepath.Join(dir, "cache")}, dir},
@@ -132,5 +133,26 @@ func TestListAndValidate(t *testing.T) {
 	stdout, _, code = run(t, t.TempDir(), "validate", smoke)
 	if code != 0 || !strings.Contains(stdout, "ok") {
 		t.Errorf("validate smoke.yaml: exit %d %s", code, stdout)
+	}
+}
+
+func TestSetsNameBuiltinScenarios(t *testing.T) {
+	b, err := builtinScenarios()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for set, members := range sets {
+		for _, m := range members {
+			if b[m] == nil {
+				t.Errorf("set %s names %q, which is not a built-in scenario", set, m)
+			}
+		}
+	}
+}
+
+func TestSortVariants(t *testing.T) {
+	got := sortVariants(map[string]bool{"patched": true, "patched:3": true, "baseline": true, "patched:10": true, "patched:2": true})
+	if strings.Join(got, ",") != "baseline,patched:2,patched:3,patched:10,patched" {
+		t.Errorf("sortVariants = %v", got)
 	}
 }

@@ -212,8 +212,9 @@ func newBuildCmd() *cobra.Command {
 	return c
 }
 
-// parseVariants turns "all", "baseline", "patched", "baseline,patched" into
-// a list; "all" leaves out patched while the series is empty.
+// parseVariants turns "all", "baseline", "patched", "patched:3,patched" into
+// a list; "all" (baseline and patched, and every patched:N a scenario asks
+// for) leaves out patched while the series is empty.
 func parseVariants(s string, k *kernelFlags) ([]string, error) {
 	if s == "all" {
 		_, series, _, err := k.sources()
@@ -228,8 +229,8 @@ func parseVariants(s string, k *kernelFlags) ([]string, error) {
 	var out []string
 	for _, v := range strings.Split(s, ",") {
 		v = strings.TrimSpace(v)
-		if v != "baseline" && v != "patched" {
-			return nil, &exitError{2, fmt.Errorf("variant %q: want baseline, patched or all", v)}
+		if _, _, err := kbuild.ParseVariant(v); err != nil {
+			return nil, &exitError{2, fmt.Errorf("variant %q: want baseline, patched, patched:N (the first N patches) or all", v)}
 		}
 		out = append(out, v)
 	}

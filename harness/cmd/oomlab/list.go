@@ -27,6 +27,14 @@ func newListCmd() *cobra.Command {
 				for _, k := range n {
 					fmt.Printf("%-22s %s\n", k, scenario.Figures[k])
 				}
+				n = n[:0]
+				for k := range scenario.FigureFamilies {
+					n = append(n, k)
+				}
+				sort.Strings(n)
+				for _, k := range n {
+					fmt.Printf("%-22s %s\n", k+":<name>", scenario.FigureFamilies[k])
+				}
 				return nil
 			}
 			b, err := builtinScenarios()

@@ -26,6 +26,8 @@ func newReportCmd() *cobra.Command {
 				report.Table(os.Stdout, r)
 				fmt.Println()
 				report.Compare(os.Stdout, r)
+				fmt.Println()
+				report.Differences(os.Stdout, r)
 			case "json":
 				enc := json.NewEncoder(os.Stdout)
 				enc.SetIndent("", "  ")

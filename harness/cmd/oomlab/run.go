@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"oomlab"
+	"oomlab/harness/internal/kbuild"
 	"oomlab/harness/internal/report"
 	"oomlab/harness/internal/scenario"
 )
@@ -22,6 +23,11 @@ import (
 // sets are named groups of scenarios.
 var sets = map[string][]string{
 	"quick": {"smoke", "idle"},
+	// patches: one scenario per behaviour of the series, in series order
+	// (see README, "What proves each patch").
+	"patches": {"rt-idle-handoff", "exit-mmap-starved", "tetsuo-rt-idle", "frozen-threadgroup",
+		"clone-vm-sharers", "oom-score-adj-consistency", "vfork-parent", "memcg-oom-group"},
+	"selftest": {"detector-selftest"},
 }
 
 func newRunCmd() *cobra.Command {
@@ -65,21 +71,18 @@ func newRunCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			// Only build the variants some scenario will run.
+			// Only build the variants some scenario will run; "all" also
+			// takes the series prefixes (patched:N) scenarios ask for.
+			all := variants == "all"
 			need := map[string]bool{}
 			for _, sc := range scs {
 				for _, v := range sc.Variants {
-					if contains(want, v) {
+					if contains(want, v) || (all && contains(want, "patched") && strings.HasPrefix(v, "patched:")) {
 						need[v] = true
 					}
 				}
 			}
-			var vlist []string
-			for _, v := range []string{"baseline", "patched"} {
-				if need[v] {
-					vlist = append(vlist, v)
-				}
-			}
+			vlist := sortVariants(need)
 			if len(vlist) == 0 {
 				return &exitError{2, fmt.Errorf("no scenario runs any of the variants %v", want)}
 			}
@@ -136,6 +139,8 @@ func newRunCmd() *cobra.Command {
 			report.Table(os.Stdout, run)
 			fmt.Println()
 			report.Compare(os.Stdout, run)
+			fmt.Println()
+			report.Differences(os.Stdout, run)
 			fmt.Printf("\nresults: %s/run.json\n", dir)
 			switch run.Verdict {
 			case "fail":
@@ -147,13 +152,33 @@ func newRunCmd() *cobra.Command {
 		},
 	}
 	k.add(c)
-	c.Flags().StringVar(&variants, "variants", "all", "baseline, patched, baseline,patched or all")
+	c.Flags().StringVar(&variants, "variants", "all", "baseline, patched, patched:N (first N patches), a comma list, or all (what each scenario lists)")
 	c.Flags().IntVar(&repeat, "repeat", 0, "repeats per scenario and variant (default: the scenario's own)")
 	c.Flags().StringVar(&results, "results", "results", "where run directories are created")
 	c.Flags().StringVar(&accel, "accel", "auto", "auto (KVM when it works, else TCG), kvm or tcg")
 	c.Flags().StringVar(&qemu, "qemu", "qemu-system-x86_64", "QEMU binary")
 	c.Flags().StringVar(&binDir, "bin-dir", "", "directory with oomlab-agent and stressors/ (default: next to the oomlab binary)")
 	return c
+}
+
+// sortVariants orders variants the way a reader compares them: baseline,
+// then growing prefixes of the series, then the whole series.
+func sortVariants(set map[string]bool) []string {
+	rank := func(v string) int {
+		switch _, n, _ := kbuild.ParseVariant(v); {
+		case v == "baseline":
+			return 0
+		case n > 0:
+			return n
+		}
+		return 1 << 20
+	}
+	var out []string
+	for v := range set {
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool { return rank(out[i]) < rank(out[j]) })
+	return out
 }
 
 func contains(xs []string, x string) bool {

@@ -180,6 +180,21 @@ func TestSysctls(t *testing.T) {
 	}
 }
 
+func TestMountUsage(t *testing.T) {
+	for _, argv := range [][]string{
+		{"mount"},
+		{"mount", "none", "/x"},                      // no -t
+		{"mount", "-t", "tmpfs", "none"},             // no DIR
+		{"mount", "-t", "tmpfs", "-x", "none", "/x"}, // unknown flag
+		{"mount", "-t", "tmpfs", "a", "b", "c"},
+	} {
+		var out, errb bytes.Buffer
+		if rc := bMount(context.Background(), &stdio{out: &out, err: &errb}, argv); rc != exitUsage || !strings.Contains(errb.String(), "usage: mount") {
+			t.Errorf("%q: rc=%d err=%q", argv, rc, errb.String())
+		}
+	}
+}
+
 func TestFileBuiltins(t *testing.T) {
 	dir := t.TempDir()
 	var out, errb bytes.Buffer

@@ -57,6 +57,7 @@ func init() {
 		"kmsg":     {fn: bKmsg},
 		"metrics":  {fn: bMetrics},
 		"mkdir":    {fn: bMkdir},
+		"mount":    {fn: bMount},
 		"poweroff": {fn: bReboot(unix.LINUX_REBOOT_CMD_POWER_OFF), inProcessOnly: true},
 		"ps":       {fn: bPs},
 		"reboot":   {fn: bReboot(unix.LINUX_REBOOT_CMD_RESTART), inProcessOnly: true},
@@ -238,6 +239,44 @@ func bMkdir(_ context.Context, s *stdio, argv []string) int {
 		}
 	}
 	return rc
+}
+
+// mount -t TYPE [-o OPTS] SOURCE DIR: mount(2), creating DIR first. The
+// agent mounts what every guest needs at boot; scenarios mount the rest
+// (the cgroup v1 freezer, a tmpfs of a given size) in their setup.
+func bMount(_ context.Context, s *stdio, argv []string) int {
+	var fstype, opts string
+	var pos []string
+	args := argv[1:]
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case (a == "-t" || a == "-o") && i+1 < len(args):
+			if a == "-t" {
+				fstype = args[i+1]
+			} else {
+				opts = args[i+1]
+			}
+			i++
+		case strings.HasPrefix(a, "-"):
+			pos = nil
+			i = len(args)
+		default:
+			pos = append(pos, a)
+		}
+	}
+	if fstype == "" || len(pos) != 2 {
+		s.errorf("mount", "usage: mount -t TYPE [-o OPTS] SOURCE DIR")
+		return exitUsage
+	}
+	if err := os.MkdirAll(pos[1], 0o755); err != nil {
+		s.errorf("mount", "%v", err)
+		return 1
+	}
+	if err := unix.Mount(pos[0], pos[1], fstype, 0, opts); err != nil {
+		s.errorf("mount", "%s on %s (%s, %q): %v", pos[0], pos[1], fstype, opts, err)
+		return 1
+	}
+	return 0
 }
 
 // kmsg TEXT...: one line into the kernel log, so markers share the printk

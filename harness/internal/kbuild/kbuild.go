@@ -11,6 +11,7 @@
 package kbuild
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -23,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -34,7 +36,7 @@ type Options struct {
 	KernelSrc    string       // "" = Debian linux-source tarball named by BaseFile; else a kernel tree
 	BaseFile     []byte       // contents of patches/BASE
 	Series       fs.FS        // patch series dir (series + *.patch); nil/empty = no patches
-	Variant      string       // VariantBaseline or VariantPatched
+	Variant      string       // VariantBaseline, VariantPatched or "patched:N" (the first N patches)
 	Fragments    []Fragment   // kconfig fragments, merged in order over tinyconfig
 	Jobs         int          // make -j; 0 = runtime.NumCPU()
 	Progress     func(Status) // optional; phase changes and ~1/s while building
@@ -120,8 +122,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if b.log == nil {
 		b.log = io.Discard
 	}
-	if o.Variant != VariantBaseline && o.Variant != VariantPatched {
-		return nil, fmt.Errorf("kernel variant %q is unknown; use %q or %q", o.Variant, VariantBaseline, VariantPatched)
+	kind, prefix, err := ParseVariant(o.Variant)
+	if err != nil {
+		return nil, err
 	}
 	if len(o.Fragments) == 0 {
 		return nil, errors.New("no kconfig fragments given; pass at least kconfig/base.config")
@@ -153,12 +156,18 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	var patches []Patch
-	if o.Variant == VariantPatched {
+	if kind == VariantPatched {
 		if patches, err = ReadSeries(o.Series); err != nil {
 			return nil, err
 		}
 		if len(patches) == 0 {
 			b.warnf("variant %q requested but the patch series is empty; building the unpatched tree", o.Variant)
+		}
+		if prefix > len(patches) {
+			return nil, fmt.Errorf("kernel variant %q: the series has only %d patches", o.Variant, len(patches))
+		}
+		if prefix > 0 {
+			patches = patches[:prefix]
 		}
 	}
 	src, err := b.identify(ctx)
@@ -304,10 +313,10 @@ func cacheKey(in keyInput) string {
 	field("base", in.Base)
 	field("variant", []byte(in.Variant))
 	field("compiler", []byte(in.Compiler))
-	if in.Variant == VariantPatched {
+	if in.Variant != VariantBaseline {
 		for _, p := range in.Patches {
 			field("patch-name", []byte(fmt.Sprintf("%s -p%d", p.Name, p.Strip)))
-			field("patch", p.Data)
+			field("patch", patchBody(p.Data))
 		}
 	}
 	for _, f := range in.Fragments {
@@ -316,14 +325,69 @@ func cacheKey(in keyInput) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// seriesHash names the patched tree: it depends only on the patches.
+// seriesHash names the patched tree: it depends only on what the patches
+// change.
 func seriesHash(patches []Patch) string {
 	h := sha256.New()
 	for _, p := range patches {
-		fmt.Fprintf(h, "%s -p%d %d\n", p.Name, p.Strip, len(p.Data))
-		h.Write(p.Data)
+		body := patchBody(p.Data)
+		fmt.Fprintf(h, "%s -p%d %d\n", p.Name, p.Strip, len(body))
+		h.Write(body)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// patchBody is the part of a patch that changes the tree: from the first
+// "diff " line (or "--- " line followed by "+++ ") up to git's "-- "
+// signature. Rewording a commit message, or regenerating the series with
+// another git, must not cost a kernel build.
+func patchBody(data []byte) []byte {
+	start := -1
+	for off := 0; off < len(data); {
+		end := bytes.IndexByte(data[off:], '\n')
+		if end < 0 {
+			end = len(data) - off
+		}
+		line := data[off : off+end]
+		next := data[min(off+end+1, len(data)):]
+		if bytes.HasPrefix(line, []byte("diff ")) ||
+			(bytes.HasPrefix(line, []byte("--- ")) && bytes.HasPrefix(next, []byte("+++ "))) {
+			start = off
+			break
+		}
+		off += end + 1
+	}
+	if start < 0 {
+		return data // not a diff we recognise: every byte counts
+	}
+	body := data[start:]
+	if i := bytes.LastIndex(body, []byte("\n-- \n")); i >= 0 {
+		body = body[:i+1]
+	}
+	return body
+}
+
+// ParseVariant splits a kernel variant: "baseline", "patched" (the whole
+// series) or "patched:N", the first N patches, which measures a patch
+// against the ones before it (e.g. a fault-injection knob that the
+// baseline does not have).
+func ParseVariant(v string) (kind string, prefix int, err error) {
+	switch {
+	case v == VariantBaseline || v == VariantPatched:
+		return v, 0, nil
+	case strings.HasPrefix(v, VariantPatched+":"):
+		n, err := strconv.Atoi(strings.TrimPrefix(v, VariantPatched+":"))
+		if err == nil && n >= 1 && n <= 999 {
+			return VariantPatched, n, nil
+		}
+	}
+	return "", 0, fmt.Errorf("kernel variant %q is unknown; use %q, %q or %q:N (the first N patches)", v, VariantBaseline, VariantPatched, VariantPatched)
+}
+
+// localVersion is the kernel release suffix of a variant ("patched:3" ->
+// "-oomlab-patched-3": a colon has no place in a release string).
+func localVersion(variant string) string {
+	return "-oomlab-" + strings.ReplaceAll(variant, ":", "-")
 }
 
 // meta is <cache>/kernels/<key>/meta.json.

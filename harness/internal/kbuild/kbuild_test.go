@@ -2,6 +2,7 @@ package kbuild
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -284,6 +285,7 @@ func TestCacheKey(t *testing.T) {
 		"base":     func(k *keyInput) { k.Base = []byte("version: 2\n") },
 		"variant":  func(k *keyInput) { k.Variant = VariantBaseline },
 		"compiler": func(k *keyInput) { k.Compiler = "gcc 13" },
+		"prefix":   func(k *keyInput) { k.Variant = "patched:1"; k.Patches = base.Patches[:1] },
 		"patch content": func(k *keyInput) {
 			k.Patches = []Patch{base.Patches[0], {Name: "b.patch", Strip: 1, Data: []byte("B2")}}
 		},
@@ -312,6 +314,69 @@ func TestCacheKey(t *testing.T) {
 	bl2.Patches = nil
 	if cacheKey(bl) != cacheKey(bl2) {
 		t.Errorf("baseline key depends on the patch series")
+	}
+}
+
+const gitPatch = `From 71a2a4a0d81bae439c77d18c855ba0bfe2e81e60 Mon Sep 17 00:00:00 2001
+From: A Developer <a@example.org>
+Date: Mon, 23 Nov 2026 18:11:27 +0000
+Subject: [PATCH 1/2] mm: do a thing
+
+Because --- of reasons.
+
+Signed-off-by: A Developer <a@example.org>
+---
+ mm/x.c | 1 +
+ 1 file changed, 1 insertion(+)
+
+diff --git a/mm/x.c b/mm/x.c
+index 1111111..2222222 100644
+--- a/mm/x.c
++++ b/mm/x.c
+@@ -1 +1,2 @@
+ a
++b
+-- 
+2.39.5
+`
+
+func TestPatchBodyIgnoresMessage(t *testing.T) {
+	reworded := strings.Replace(gitPatch, "Because --- of reasons.", "Measured: 2.5 s -> 0.3 s.", 1)
+	reworded = strings.Replace(reworded, "Date: Mon, 23 Nov 2026 18:11:27", "Date: Tue, 24 Nov 2026 09:00:00", 1)
+	reworded = strings.Replace(reworded, "2.39.5", "2.47.1", 1)
+	if string(patchBody([]byte(gitPatch))) != string(patchBody([]byte(reworded))) {
+		t.Errorf("a reworded commit message changes the patch body:\n%s", patchBody([]byte(reworded)))
+	}
+	if !strings.HasPrefix(string(patchBody([]byte(gitPatch))), "diff --git a/mm/x.c") {
+		t.Errorf("body starts with %q", patchBody([]byte(gitPatch))[:20])
+	}
+	changed := strings.Replace(gitPatch, "+b", "+c", 1)
+	if string(patchBody([]byte(gitPatch))) == string(patchBody([]byte(changed))) {
+		t.Errorf("a changed hunk does not change the body")
+	}
+	plain := "--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a\n+b\n"
+	if string(patchBody([]byte("notes\n"+plain))) != plain {
+		t.Errorf("plain diff body = %q", patchBody([]byte("notes\n"+plain)))
+	}
+	if string(patchBody([]byte("no diff here"))) != "no diff here" {
+		t.Errorf("a non-diff must hash whole")
+	}
+}
+
+func TestParseVariant(t *testing.T) {
+	for v, want := range map[string]string{"baseline": "baseline 0", "patched": "patched 0", "patched:3": "patched 3"} {
+		k, n, err := ParseVariant(v)
+		if err != nil || fmt.Sprintf("%s %d", k, n) != want {
+			t.Errorf("ParseVariant(%q) = %s %d %v, want %s", v, k, n, err, want)
+		}
+	}
+	for _, v := range []string{"", "patch", "patched:", "patched:0", "patched:-1", "patched:x", "baseline:1"} {
+		if _, _, err := ParseVariant(v); err == nil {
+			t.Errorf("ParseVariant(%q) accepted", v)
+		}
+	}
+	if got := localVersion("patched:3"); got != "-oomlab-patched-3" {
+		t.Errorf("localVersion = %q", got)
 	}
 }
 

@@ -236,7 +236,7 @@ func (b *builder) buildTree(ctx context.Context, tree, key string, src *source, 
 		}
 		last = line
 		mu.Unlock()
-	}, fmt.Sprintf("-j%d", b.o.Jobs), "LOCALVERSION=-oomlab-"+b.o.Variant, "bzImage")
+	}, fmt.Sprintf("-j%d", b.o.Jobs), "LOCALVERSION="+localVersion(b.o.Variant), "bzImage")
 	close(stop)
 	tick.Wait()
 	if err != nil {

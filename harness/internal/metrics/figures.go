@@ -6,6 +6,7 @@ package metrics
 import (
 	"math"
 	"sort"
+	"strings"
 
 	"oomlab/harness/internal/console"
 )
@@ -25,6 +26,12 @@ type Figures struct {
 	FirstKillSeconds *float64       `json:"first_kill_s"`    // stress start -> first kill (console clock)
 	OOMToFreedMs     []float64      `json:"oom_to_freed_ms"` // per reaped victim (OOM reaper or direct): its OOM invocation -> reaped
 	GuestAlive       bool           `json:"guest_alive"`
+	// Left counts user-space processes by name when the stress phase
+	// ended (nil: the guest could not be asked).
+	Left map[string]int `json:"left,omitempty"`
+	// Extra holds the figures a scenario names itself: "killed:<stressor>",
+	// "running:", "exited:", "failed:" and "probe:<name>".
+	Extra map[string]float64 `json:"extra,omitempty"`
 }
 
 // Compute derives the figures from the events of one run. stressStart is
@@ -87,6 +94,16 @@ func (f Figures) Value(name string) (float64, bool) {
 			return 1
 		}
 		return 0
+	}
+	if fam, n, ok := strings.Cut(name, ":"); ok {
+		if fam == "left" {
+			if f.Left == nil {
+				return 0, false
+			}
+			return float64(f.Left[n]), true
+		}
+		v, ok := f.Extra[name]
+		return v, ok
 	}
 	switch name {
 	case "oom_events":

@@ -3,6 +3,8 @@ package report
 import (
 	"fmt"
 	"io"
+	"sort"
+	"strings"
 	"text/tabwriter"
 
 	"oomlab/harness/internal/metrics"
@@ -66,4 +68,112 @@ func Compare(w io.Writer, r *Run) {
 			s.Scenario, s.Variant, s.Passed, s.Runs, s.Lockups, s.Dead, kpe, s.Reaped, s.HandedOver, s.ReapFailed, p50, p95, len(s.FreedMs))
 	}
 	tw.Flush()
+}
+
+// Differences prints, per scenario, the figures that differ between its
+// variants: the scenario's own figures (how stressors ended, what probes
+// read, which processes were left) and the kill count, as the mean over
+// repeats with the range when the repeats disagree. Probes are printed
+// even when they agree, since a scenario adds them to be read.
+func Differences(w io.Writer, r *Run) {
+	type cell struct{ vals []float64 }
+	type scen struct {
+		name     string
+		variants []string
+		figs     map[string]map[string]*cell // figure -> variant -> values
+	}
+	var order []*scen
+	byName := map[string]*scen{}
+	for _, res := range r.Results {
+		if res.Verdict == "error" {
+			continue
+		}
+		s := byName[res.Scenario]
+		if s == nil {
+			s = &scen{name: res.Scenario, figs: map[string]map[string]*cell{}}
+			byName[res.Scenario] = s
+			order = append(order, s)
+		}
+		if !containsStr(s.variants, res.Variant) {
+			s.variants = append(s.variants, res.Variant)
+		}
+		add := func(fig string, v float64) {
+			if s.figs[fig] == nil {
+				s.figs[fig] = map[string]*cell{}
+			}
+			if s.figs[fig][res.Variant] == nil {
+				s.figs[fig][res.Variant] = &cell{}
+			}
+			c := s.figs[fig][res.Variant]
+			c.vals = append(c.vals, v)
+		}
+		f := res.Figures
+		add("oom_kills", float64(f.OOMKills))
+		for k, v := range f.Extra {
+			add(k, v)
+		}
+		for k, v := range f.Left {
+			add("left:"+k, float64(v))
+		}
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	header := false
+	for _, s := range order {
+		if len(s.variants) < 2 {
+			continue
+		}
+		names := make([]string, 0, len(s.figs))
+		for k := range s.figs {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			row := make([]string, len(s.variants))
+			same := true
+			for i, v := range s.variants {
+				c := s.figs[k][v]
+				row[i] = "-"
+				if c != nil {
+					row[i] = meanRange(c.vals)
+				}
+				if row[i] != row[0] {
+					same = false
+				}
+			}
+			if same && !strings.HasPrefix(k, "probe:") {
+				continue
+			}
+			if !header {
+				fmt.Fprintln(tw, "SCENARIO\tFIGURE\tVARIANT: MEAN (RANGE) OVER REPEATS")
+				header = true
+			}
+			cols := make([]string, len(row))
+			for i := range row {
+				cols[i] = s.variants[i] + ": " + row[i]
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", s.name, k, strings.Join(cols, "\t"))
+		}
+	}
+	tw.Flush()
+}
+
+func meanRange(xs []float64) string {
+	lo, hi, sum := xs[0], xs[0], 0.0
+	for _, x := range xs {
+		lo, hi, sum = min(lo, x), max(hi, x), sum+x
+	}
+	m := sum / float64(len(xs))
+	if lo == hi {
+		return fmt.Sprintf("%g", m)
+	}
+	return fmt.Sprintf("%.3g (%g-%g)", m, lo, hi)
+}
+
+func containsStr(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
 }

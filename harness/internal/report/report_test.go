@@ -112,3 +112,31 @@ func TestCompare(t *testing.T) {
 		t.Errorf("summaries wrong: %+v", s)
 	}
 }
+
+func TestDifferences(t *testing.T) {
+	res := func(v string, rep int, running, killed, kills float64, left int) *scenario.Result {
+		return &scenario.Result{Scenario: "frozen", Variant: v, Repeat: rep, Verdict: "pass", Figures: metrics.Figures{
+			OOMKills: int(kills),
+			Extra:    map[string]float64{"running:victim": running, "killed:victim": killed, "exited:hog": 1, "probe:hits": 2},
+			Left:     map[string]int{"threadhog": left, "exe": 2},
+		}}
+	}
+	r := &Run{Results: []*scenario.Result{
+		res("baseline", 1, 1, 0, 1, 1), res("baseline", 2, 1, 0, 2, 1),
+		res("patched", 1, 0, 1, 1, 0), res("patched", 2, 0, 1, 1, 0),
+		{Scenario: "smoke", Variant: "baseline", Verdict: "pass"}, // one variant: nothing to compare
+	}}
+	var b bytes.Buffer
+	Differences(&b, r)
+	out := b.String()
+	for _, want := range []string{"running:victim", "killed:victim", "left:threadhog", "probe:hits", "baseline: 1.5 (1-2)", "patched: 0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("differences lack %q:\n%s", want, out)
+		}
+	}
+	for _, not := range []string{"exited:hog", "left:exe", "smoke"} {
+		if strings.Contains(out, not) {
+			t.Errorf("differences show %q, which is the same everywhere:\n%s", not, out)
+		}
+	}
+}

@@ -51,6 +51,16 @@ type StressorExit struct {
 	Output   string `json:"output,omitempty"`        // tail of stdout+stderr
 }
 
+// StepResult is how one setup step or action went.
+type StepResult struct {
+	Phase    string  `json:"phase"`          // setup, action
+	AtS      float64 `json:"at_s,omitempty"` // actions: seconds from the stress start, as run
+	Command  string  `json:"command"`
+	Error    string  `json:"error,omitempty"` // non-zero exit or transport error
+	Output   string  `json:"output,omitempty"`
+	Tolerate bool    `json:"may_fail,omitempty"`
+}
+
 // Result is one guest run of one scenario on one variant.
 type Result struct {
 	Scenario  string          `json:"scenario"`
@@ -62,6 +72,7 @@ type Result struct {
 	Accel     string          `json:"accel"`
 	Figures   metrics.Figures `json:"figures"`
 	Stressors []StressorExit  `json:"stressors,omitempty"`
+	Steps     []StepResult    `json:"steps,omitempty"` // setup and actions, in the order they ran
 	Console   string          `json:"console_log"`
 	Metrics   string          `json:"metrics_log,omitempty"`
 	Started   time.Time       `json:"started"`
@@ -220,6 +231,8 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 	// half way still reports what its console showed.
 	var alive bool
 	var boot, stress time.Duration
+	var left map[string]int
+	probed := map[string]float64{}
 	defer func() {
 		events.mu.Lock()
 		r.Events = events.events
@@ -228,6 +241,11 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 		r.Figures.GuestAlive = alive
 		r.Figures.BootSeconds = boot.Seconds()
 		r.Figures.StressSeconds = stress.Seconds()
+		r.Figures.Left = left
+		r.Figures.Extra = stressorFigures(sc, r.Stressors)
+		for k, v := range probed {
+			r.Figures.Extra["probe:"+k] = v
+		}
 	}()
 
 	logf("%s: booting %s kernel (%d vCPUs, %d MB)", base, variant, sc.Guest.CPUs, sc.Guest.MemoryMB)
@@ -252,9 +270,14 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 	logf("%s: agent ready after %.2fs (%s)", base, boot.Seconds(), v.Accel)
 	alive = true
 
-	for _, cmd := range sc.Setup {
-		if out, err := c.Output(ctx, cmd); err != nil {
-			return fmt.Errorf("setup %q: %v: %s", cmd, err, out)
+	for _, st := range sc.Setup {
+		if !st.RunsOn(variant) {
+			continue
+		}
+		res := runStep(ctx, c, "setup", st, 0)
+		r.Steps = append(r.Steps, res)
+		if res.Error != "" && !st.MayFail {
+			return fmt.Errorf("setup %q: %s", st.Command, res.Error)
 		}
 	}
 
@@ -284,13 +307,34 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 		return fmt.Errorf("stress start marker: %w", err)
 	}
 	stressStart := time.Now()
+	actx, acancel := context.WithCancel(ctx)
+	actionsDone := make(chan []StepResult, 1)
+	go func() { actionsDone <- runActions(actx, c, sc, variant, stressStart) }()
 	procs, err := startStressors(ctx, c, sc)
 	if err != nil {
+		acancel()
+		<-actionsDone
 		stopMetrics()
 		return err
 	}
 	waitStress(ctx, v, sc, procs, events)
 	stress = time.Since(stressStart)
+	acancel()
+	r.Steps = append(r.Steps, <-actionsDone...)
+	// What is left and what the probes read is taken before the runner
+	// stops anything: a victim that escaped a kill must still be there.
+	if !isDone(v.Done()) {
+		left = census(ctx, c)
+		for _, p := range sc.Probes {
+			if p.RunsOn(variant) {
+				if val, err := probe(ctx, c, p); err == nil {
+					probed[p.Name] = val
+				} else {
+					logf("%s: probe %s: %v", base, p.Name, err)
+				}
+			}
+		}
+	}
 	r.Stressors = stopStressors(procs)
 	stopMetrics()
 
@@ -316,6 +360,142 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 		}
 	}
 	return nil
+}
+
+// stepTimeout bounds one setup step, action or probe: they are agent
+// builtins and small commands, and a guest that cannot answer one in this
+// time is reported by the figures, not waited for.
+const stepTimeout = 30 * time.Second
+
+func runStep(ctx context.Context, c *guest.Client, phase string, st Step, at time.Duration) StepResult {
+	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	res := StepResult{Phase: phase, Command: st.Command, Tolerate: st.MayFail}
+	if phase == "action" {
+		res.AtS = at.Seconds()
+	}
+	out, err := c.Output(ctx, st.Command)
+	res.Output = tail(string(out), 1024)
+	if err != nil {
+		res.Error = err.Error()
+	}
+	return res
+}
+
+// runActions runs the actions for a variant at their times from the stress
+// start, one after the other, until ctx ends (the end of the stress phase).
+func runActions(ctx context.Context, c *guest.Client, sc *Scenario, variant string, start time.Time) []StepResult {
+	steps := append([]Step(nil), sc.Actions...)
+	sort.SliceStable(steps, func(i, j int) bool { return steps[i].At < steps[j].At })
+	var out []StepResult
+	for _, st := range steps {
+		if !st.RunsOn(variant) {
+			continue
+		}
+		if d := st.At.D() - time.Since(start); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				return out
+			}
+		}
+		if ctx.Err() != nil {
+			return out
+		}
+		out = append(out, runStep(ctx, c, "action", st, time.Since(start)))
+	}
+	return out
+}
+
+// census counts user-space processes by name (kernel threads left out).
+func census(ctx context.Context, c *guest.Client) map[string]int {
+	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	out, err := c.Output(ctx, "ps")
+	if err != nil {
+		return nil
+	}
+	var procs []agent.ProcInfo
+	if json.Unmarshal(out, &procs) != nil {
+		return nil
+	}
+	m := map[string]int{}
+	for _, p := range procs {
+		if p.PID == 2 || p.PPID == 2 {
+			continue
+		}
+		m[p.Comm]++
+	}
+	return m
+}
+
+// probe runs a probe's command and reads its number.
+func probe(ctx context.Context, c *guest.Client, p Probe) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	out, err := c.Output(ctx, p.Command)
+	if err != nil {
+		return 0, err
+	}
+	return ParseProbe(string(out), p.Field)
+}
+
+// ParseProbe reads the number a probe's command printed: the whole output,
+// or the value after field on the first line starting with it ("field N",
+// "field: N" or "field=N").
+func ParseProbe(out, field string) (float64, error) {
+	s := strings.TrimSpace(out)
+	if field != "" {
+		s = ""
+		for _, line := range strings.Split(out, "\n") {
+			rest, ok := strings.CutPrefix(strings.TrimSpace(line), field)
+			if ok && rest != "" && strings.ContainsRune(" \t:=", rune(rest[0])) {
+				s = strings.TrimLeft(rest, " \t:=")
+				if f := strings.Fields(s); len(f) > 0 {
+					s = f[0]
+				}
+				break
+			}
+		}
+		if s == "" {
+			return 0, fmt.Errorf("no line %q in the output", field)
+		}
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, fmt.Errorf("not a number: %q", tail(s, 60))
+	}
+	return v, nil
+}
+
+// stressorFigures counts, per stressor, how its instances ended.
+func stressorFigures(sc *Scenario, exits []StressorExit) map[string]float64 {
+	m := map[string]float64{}
+	for _, st := range sc.Stressors {
+		for _, fam := range []string{"killed", "running", "exited", "failed"} {
+			m[fam+":"+st.Name] = 0
+		}
+	}
+	for _, e := range exits {
+		switch {
+		case e.Running:
+			m["running:"+e.Name]++
+		case e.Signal == "KILL":
+			m["killed:"+e.Name]++
+		case e.Signal == "" && e.ExitCode == 0:
+			m["exited:"+e.Name]++
+		case e.Signal == "":
+			m["failed:"+e.Name]++
+		}
+	}
+	return m
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
 }
 
 func isDone(ch <-chan struct{}) bool {

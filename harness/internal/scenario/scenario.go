@@ -23,7 +23,9 @@ type Scenario struct {
 	Name        string     `yaml:"name"`
 	Description string     `yaml:"description"`
 	Guest       Guest      `yaml:"guest"`
-	Setup       []string   `yaml:"setup"` // agent commands run before the stressors
+	Setup       []Step     `yaml:"setup"`   // agent commands run before the stressors
+	Actions     []Step     `yaml:"actions"` // agent commands run during the stress phase, at their time
+	Probes      []Probe    `yaml:"probes"`  // numbers read from the guest after the stress phase
 	Stressors   []Stressor `yaml:"stressors"`
 	StopWhen    StopWhen   `yaml:"stop_when"`
 	Duration    Duration   `yaml:"duration"` // longest stress phase
@@ -62,6 +64,54 @@ type Stressor struct {
 	// StartAfter delays the start, measured from the start of the stress
 	// phase: a victim allocates first, the hogs that push it over come later.
 	StartAfter Duration `yaml:"start_after"`
+}
+
+// Step is one agent command of the setup or of the actions. In YAML it is
+// either the command alone or a mapping with the fields below.
+type Step struct {
+	At       Duration `yaml:"at"` // actions: time from the stress start
+	Command  string   `yaml:"command"`
+	Variants []string `yaml:"variants"` // run only on these variants (default: all)
+	// MayFail records a failure instead of ending the run, e.g. a debugfs
+	// knob which only some variants have.
+	MayFail bool `yaml:"may_fail"`
+}
+
+// UnmarshalYAML accepts "cmd args" as well as {command: ..., at: ...}.
+func (st *Step) UnmarshalYAML(unmarshal func(any) error) error {
+	var cmd string
+	if err := unmarshal(&cmd); err == nil {
+		*st = Step{Command: cmd}
+		return nil
+	}
+	type plain Step // no UnmarshalYAML: no recursion
+	var p plain
+	if err := unmarshal(&p); err != nil {
+		return err
+	}
+	*st = Step(p)
+	return nil
+}
+
+// RunsOn says whether the step applies to a variant.
+func (st Step) RunsOn(variant string) bool {
+	return len(st.Variants) == 0 || contains(st.Variants, variant)
+}
+
+// Probe reads one number from the guest after the stress phase, before the
+// stressors are stopped: the output of Command, or, with Field, the number
+// after Field on the line that starts with it ("oom_kill 3" in
+// /proc/vmstat). It becomes the figure "probe:<name>".
+type Probe struct {
+	Name     string   `yaml:"name"`
+	Command  string   `yaml:"command"`
+	Field    string   `yaml:"field"`
+	Variants []string `yaml:"variants"` // probe only these variants (default: all)
+}
+
+// RunsOn says whether the probe applies to a variant.
+func (p Probe) RunsOn(variant string) bool {
+	return len(p.Variants) == 0 || contains(p.Variants, variant)
 }
 
 // StopWhen ends the stress phase early.
@@ -108,11 +158,25 @@ var Figures = map[string]string{
 	"first_kill_s":        "seconds from stress start to the first OOM kill",
 }
 
+// FigureFamilies are figures named by a prefix, a colon and a name the
+// scenario defines ("killed:victim").
+var FigureFamilies = map[string]string{
+	"killed":  "instances of stressor <name> that ended by SIGKILL",
+	"running": "instances of stressor <name> still running when the stress phase ended (killed but not gone counts here)",
+	"exited":  "instances of stressor <name> that exited with status 0",
+	"failed":  "instances of stressor <name> that exited with a non-zero status",
+	"left":    "processes named <name> (comm; zombies too) when the stress phase ended",
+	"probe":   "the number probe <name> read after the stress phase",
+}
+
 var (
-	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
-	condRE   = regexp.MustCompile(`^(==|!=|>=|<=|>|<)?\s*(-?[0-9]+(\.[0-9]+)?)$`)
-	sysctlRE = regexp.MustCompile(`^[a-z0-9_]+(\.[a-z0-9_]+)+$`)
-	policies = map[string]bool{"": true, "other": true, "fifo": true, "rr": true, "batch": true, "idle": true}
+	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+	condRE = regexp.MustCompile(`^(==|!=|>=|<=|>|<)?\s*(-?[0-9]+(\.[0-9]+)?)$`)
+	// variantRE: kbuild.ParseVariant's grammar, checked here so that a
+	// scenario file is validated without the kernel build package.
+	variantRE = regexp.MustCompile(`^(baseline|patched(:[1-9][0-9]{0,2})?)$`)
+	sysctlRE  = regexp.MustCompile(`^[a-z0-9_]+(\.[a-z0-9_]+)+$`)
+	policies  = map[string]bool{"": true, "other": true, "fifo": true, "rr": true, "batch": true, "idle": true}
 )
 
 // Error is a validation error at a position in a file.
@@ -167,19 +231,25 @@ func position(data []byte, field string) (int, int) {
 	if field == "" {
 		return 0, 0
 	}
-	p, err := yaml.PathString(field)
-	if err != nil {
-		return 0, 0
-	}
 	f, err := parser.ParseBytes(data, 0)
 	if err != nil {
 		return 0, 0
 	}
-	n, err := p.FilterFile(f)
-	if err != nil || n == nil || n.GetToken() == nil {
-		return 0, 0
+	// A field left out (a defaulted name) has no position: point at the
+	// nearest enclosing node that the file does have.
+	for field != "$" && field != "" {
+		if p, err := yaml.PathString(field); err == nil {
+			if n, err := p.FilterFile(f); err == nil && n != nil && n.GetToken() != nil {
+				return n.GetToken().Position.Line, n.GetToken().Position.Column
+			}
+		}
+		i := strings.LastIndexAny(field, ".[")
+		if i < 0 {
+			break
+		}
+		field = field[:i]
 	}
-	return n.GetToken().Position.Line, n.GetToken().Position.Column
+	return 0, 0
 }
 
 func (s *Scenario) defaults() {
@@ -208,6 +278,11 @@ func (s *Scenario) defaults() {
 		if s.Stressors[i].Count == 0 {
 			s.Stressors[i].Count = 1
 		}
+		if s.Stressors[i].Name == "" {
+			if f := strings.Fields(s.Stressors[i].Command); len(f) > 0 {
+				s.Stressors[i].Name = path.Base(f[0])
+			}
+		}
 	}
 }
 
@@ -233,15 +308,20 @@ func (s *Scenario) validate() (string, string) {
 		}
 	}
 	for i, v := range s.Variants {
-		if v != "baseline" && v != "patched" {
-			return fmt.Sprintf("$.variants[%d]", i), fmt.Sprintf("variant %q: want baseline or patched", v)
+		if !variantRE.MatchString(v) {
+			return fmt.Sprintf("$.variants[%d]", i), fmt.Sprintf("variant %q: want baseline, patched or patched:N (the first N patches)", v)
 		}
 	}
+	names := map[string]bool{}
 	for i, st := range s.Stressors {
 		at := fmt.Sprintf("$.stressors[%d]", i)
 		switch {
 		case strings.TrimSpace(st.Command) == "":
 			return at, fmt.Sprintf("stressors[%d]: command is empty", i)
+		case !nameRE.MatchString(st.Name):
+			return at + ".name", fmt.Sprintf("stressors[%d].name %q: use lower-case letters, digits and '-'", i, st.Name)
+		case names[st.Name]:
+			return at + ".name", fmt.Sprintf("stressors[%d].name %q is used twice: give each stressor its own name", i, st.Name)
 		case st.Count < 1 || st.Count > 256:
 			return at + ".count", fmt.Sprintf("stressors[%d].count %d out of range 1..256", i, st.Count)
 		case !policies[st.Policy]:
@@ -253,30 +333,115 @@ func (s *Scenario) validate() (string, string) {
 		case st.OOMScoreAdj < -1000 || st.OOMScoreAdj > 1000:
 			return at + ".oom_score_adj", fmt.Sprintf("stressors[%d].oom_score_adj %d out of range -1000..1000", i, st.OOMScoreAdj)
 		}
+		names[st.Name] = true
 	}
-	if field, msg := checkExpect("expect", s.Expect); msg != "" {
+	for i, st := range s.Setup {
+		at := fmt.Sprintf("$.setup[%d]", i)
+		if strings.TrimSpace(st.Command) == "" {
+			return at, fmt.Sprintf("setup[%d]: command is empty", i)
+		}
+		if st.At != 0 {
+			return at + ".at", fmt.Sprintf("setup[%d]: 'at' is for actions; setup runs before the stress phase", i)
+		}
+		if field, msg := s.checkVariants(at, st.Variants); msg != "" {
+			return field, msg
+		}
+	}
+	for i, st := range s.Actions {
+		at := fmt.Sprintf("$.actions[%d]", i)
+		switch {
+		case strings.TrimSpace(st.Command) == "":
+			return at, fmt.Sprintf("actions[%d]: command is empty", i)
+		case st.At.D() < 0 || st.At.D() >= s.Duration.D():
+			return at + ".at", fmt.Sprintf("actions[%d].at %s must be within the duration %s", i, st.At.D(), s.Duration.D())
+		}
+		if field, msg := s.checkVariants(at, st.Variants); msg != "" {
+			return field, msg
+		}
+	}
+	probes := map[string]bool{}
+	for i, p := range s.Probes {
+		at := fmt.Sprintf("$.probes[%d]", i)
+		switch {
+		case !nameRE.MatchString(p.Name):
+			return at + ".name", fmt.Sprintf("probes[%d].name %q: use lower-case letters, digits and '-'", i, p.Name)
+		case probes[p.Name]:
+			return at + ".name", fmt.Sprintf("probes[%d].name %q is used twice", i, p.Name)
+		case strings.TrimSpace(p.Command) == "":
+			return at + ".command", fmt.Sprintf("probes[%d]: command is empty", i)
+		}
+		probes[p.Name] = true
+		if field, msg := s.checkVariants(at, p.Variants); msg != "" {
+			return field, msg
+		}
+	}
+	if field, msg := s.checkExpect("expect", s.Expect); msg != "" {
 		return field, msg
 	}
 	for v, m := range s.ExpectVariant {
-		if v != "baseline" && v != "patched" {
-			return "$.expect_variant." + v, fmt.Sprintf("expect_variant: variant %q: want baseline or patched", v)
+		if !contains(s.Variants, v) {
+			return "$.expect_variant." + v, fmt.Sprintf("expect_variant: variant %q is not in variants %v", v, s.Variants)
 		}
-		if field, msg := checkExpect("expect_variant."+v, m); msg != "" {
+		if field, msg := s.checkExpect("expect_variant."+v, m); msg != "" {
 			return field, msg
 		}
 	}
 	return "", ""
 }
 
-func checkExpect(at string, m map[string]string) (string, string) {
+func (s *Scenario) checkVariants(at string, vs []string) (string, string) {
+	for j, v := range vs {
+		if !contains(s.Variants, v) {
+			return fmt.Sprintf("%s.variants[%d]", at, j), fmt.Sprintf("%s: variant %q is not in variants %v", strings.TrimPrefix(at, "$."), v, s.Variants)
+		}
+	}
+	return "", ""
+}
+
+// checkFigure says what is wrong with a figure name, or "".
+func (s *Scenario) checkFigure(k string) string {
+	fam, name, ok := strings.Cut(k, ":")
+	if !ok {
+		if _, known := Figures[k]; !known {
+			return fmt.Sprintf("unknown figure %q (known: %s, and %s)", k, strings.Join(figureNames(), ", "), strings.Join(familyNames(), ", "))
+		}
+		return ""
+	}
+	if _, known := FigureFamilies[fam]; !known {
+		return fmt.Sprintf("unknown figure family %q in %q (known: %s)", fam, k, strings.Join(familyNames(), ", "))
+	}
+	switch fam {
+	case "left":
+		if name == "" || len(name) > 15 {
+			return fmt.Sprintf("%q: a process name (comm) has 1..15 characters", k)
+		}
+	case "probe":
+		for _, p := range s.Probes {
+			if p.Name == name {
+				return ""
+			}
+		}
+		return fmt.Sprintf("%q: no probe named %q in probes", k, name)
+	default:
+		for _, st := range s.Stressors {
+			if st.Name == name {
+				return ""
+			}
+		}
+		return fmt.Sprintf("%q: no stressor named %q", k, name)
+	}
+	return ""
+}
+
+func (s *Scenario) checkExpect(at string, m map[string]string) (string, string) {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if _, ok := Figures[k]; !ok {
-			return "$." + at + "." + k, fmt.Sprintf("%s: unknown figure %q (known: %s)", at, k, strings.Join(figureNames(), ", "))
+		if msg := s.checkFigure(k); msg != "" {
+			return "$." + at + "." + k, at + ": " + msg
 		}
 		if _, err := ParseCondition(m[k]); err != nil {
 			return "$." + at + "." + k, fmt.Sprintf("%s.%s: %v", at, k, err)
@@ -295,6 +460,15 @@ func (s *Scenario) Expectations(variant string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+func familyNames() []string {
+	n := make([]string, 0, len(FigureFamilies))
+	for k := range FigureFamilies {
+		n = append(n, k+":<name>")
+	}
+	sort.Strings(n)
+	return n
 }
 
 func figureNames() []string {
@@ -376,4 +550,13 @@ func LoadDir(fsys fs.FS, dir string) (map[string]*Scenario, error) {
 		out[s.Name] = s
 	}
 	return out, nil
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
 }

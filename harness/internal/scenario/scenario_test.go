@@ -70,6 +70,18 @@ func TestParseErrors(t *testing.T) {
 		{"bad variant expectation", "name: t\nexpect_variant:\n  fast:\n    lockups: 0\n", "expect_variant: variant \"fast\""},
 		{"bad figure in variant", "name: t\nexpect_variant:\n  patched:\n    speed: 1\n", "expect_variant.patched: unknown figure \"speed\""},
 		{"bad sysctl", "name: t\nguest:\n  sysctls:\n    Foo: 1\n", "write it as kernel.name"},
+		{"bad prefix variant", "name: t\nvariants: [\"patched:0\"]\n", "variant \"patched:0\""},
+		{"duplicate stressor", "name: t\nstressors:\n  - command: memhog\n  - command: memhog --mb 3\n", "t.yaml:4:12: stressors[1].name \"memhog\" is used twice"},
+		{"setup at", "name: t\nsetup:\n  - command: true\n    at: 3s\n", "'at' is for actions"},
+		{"setup unknown field", "name: t\nsetup:\n  - comand: true\n", "t.yaml:3:"},
+		{"setup variant", "name: t\nsetup:\n  - command: true\n    variants: [\"patched:2\"]\n", "variant \"patched:2\" is not in variants"},
+		{"action late", "name: t\nduration: 10s\nactions:\n  - at: 20s\n    command: true\n", "t.yaml:4:"},
+		{"probe name", "name: t\nprobes:\n  - name: Hits\n    command: cat x\n", "probes[0].name \"Hits\""},
+		{"probe twice", "name: t\nprobes:\n  - {name: a, command: x}\n  - {name: a, command: y}\n", "used twice"},
+		{"figure family", "name: t\nexpect:\n  slain:victim: 1\n", "unknown figure family \"slain\""},
+		{"figure stressor", "name: t\nstressors:\n  - {name: hog, command: memhog}\nexpect:\n  killed:hgo: 1\n", "no stressor named \"hgo\""},
+		{"figure probe", "name: t\nexpect:\n  probe:hits: 1\n", "no probe named \"hits\""},
+		{"figure comm", "name: t\nexpect:\n  left:averyveryverylongname: 0\n", "1..15 characters"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -150,5 +162,106 @@ func TestBuiltinScenarios(t *testing.T) {
 	cmd := runCommand(Stressor{Command: "rthog --cpu 1", Policy: "fifo", Prio: 50, CPUs: "1", OOMScoreAdj: 0})
 	if cmd != "run --policy fifo --prio 50 --cpus 1 --oom-score-adj 0 -- rthog --cpu 1" {
 		t.Errorf("runCommand = %q", cmd)
+	}
+}
+
+func TestStepsProbesFigures(t *testing.T) {
+	src := `name: t
+variants: [baseline, "patched:3", patched]
+setup:
+  - mkdir /x
+  - command: write /sys/kernel/debug/oom/exit_mmap_idle 1
+    variants: ["patched:3", patched]
+    may_fail: true
+actions:
+  - at: 3s
+    command: write /x/freezer.state FROZEN
+stressors:
+  - command: memhog --mb 10
+  - name: victim
+    command: threadhog
+probes:
+  - name: hits
+    command: cat /sys/kernel/debug/oom/exit_mmap_hits
+  - name: handed
+    command: cat /proc/vmstat
+    field: oom_handed_over
+    variants: [patched]
+expect:
+  killed:victim: 1
+  left:threadhog: 0
+expect_variant:
+  "patched:3":
+    probe:hits: ">= 1"
+`
+	s, err := Parse("t.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Setup) != 2 || s.Setup[0].Command != "mkdir /x" || !s.Setup[1].MayFail || s.Setup[1].RunsOn("baseline") || !s.Setup[0].RunsOn("baseline") {
+		t.Errorf("setup = %+v", s.Setup)
+	}
+	if len(s.Actions) != 1 || s.Actions[0].At.D().Seconds() != 3 {
+		t.Errorf("actions = %+v", s.Actions)
+	}
+	if s.Stressors[0].Name != "memhog" {
+		t.Errorf("default stressor name %q", s.Stressors[0].Name)
+	}
+	if s.Probes[1].RunsOn("patched:3") || !s.Probes[0].RunsOn("baseline") {
+		t.Errorf("probe variants wrong")
+	}
+	exits := []StressorExit{
+		{Name: "victim", Signal: "KILL"}, {Name: "memhog", ExitCode: 0},
+	}
+	f := metrics.Figures{ByKind: map[string]int{}, Left: map[string]int{"threadhog": 1}, Extra: stressorFigures(s, exits)}
+	f.Extra["probe:hits"] = 0
+	fails := Evaluate(s, "patched:3", f)
+	if len(fails) != 2 || !strings.Contains(fails[0], "left:threadhog = 1") || !strings.Contains(fails[1], "probe:hits = 0") {
+		t.Errorf("fails = %q", fails)
+	}
+	f.Left = nil
+	if fails := Evaluate(s, "baseline", f); len(fails) != 1 || !strings.Contains(fails[0], "left:threadhog: no value") {
+		t.Errorf("no census must be no value: %q", fails)
+	}
+}
+
+func TestStressorFigures(t *testing.T) {
+	s := &Scenario{Stressors: []Stressor{{Name: "a"}, {Name: "b"}}}
+	m := stressorFigures(s, []StressorExit{
+		{Name: "a", Signal: "KILL"}, {Name: "a", Running: true}, {Name: "a", ExitCode: 0},
+		{Name: "a", ExitCode: 3}, {Name: "a", Signal: "SEGV"},
+	})
+	for k, want := range map[string]float64{"killed:a": 1, "running:a": 1, "exited:a": 1, "failed:a": 1, "killed:b": 0, "exited:b": 0} {
+		if m[k] != want {
+			t.Errorf("%s = %g, want %g", k, m[k], want)
+		}
+	}
+}
+
+func TestParseProbe(t *testing.T) {
+	vmstat := "nr_free_pages 1234\noom_kill 3\noom_handed_over 2\n"
+	for _, c := range []struct {
+		out, field string
+		want       float64
+		ok         bool
+	}{
+		{"42\n", "", 42, true},
+		{" 1.5 ", "", 1.5, true},
+		{vmstat, "oom_kill", 3, true},
+		{vmstat, "oom_handed_over", 2, true},
+		{vmstat, "oom", 0, false}, // a prefix of a name is not the name
+		{"MemFree:   81234 kB\n", "MemFree", 81234, true},
+		{"a=7\n", "a", 7, true},
+		{vmstat, "oom_reaped", 0, false},
+		{"lots\n", "", 0, false},
+		{"", "", 0, false},
+	} {
+		v, err := ParseProbe(c.out, c.field)
+		if (err == nil) != c.ok || v != c.want {
+			t.Errorf("ParseProbe(%q, %q) = %g, %v", c.out, c.field, v, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("error not one line: %q", err)
+		}
 	}
 }
