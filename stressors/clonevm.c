@@ -10,9 +10,9 @@
  * the memory pinned (and the reaped mm no longer holds what they wrote).
  *
  *   clonevm [--children N] [--mb N] [--chunk-mb N] [--parent-allocates]
- *           [--hold | --spin] [--fork-loop]
+ *           [--hold | --spin] [--fork-loop] [--check-score-adj N]
  *
- * --children N         CLONE_VM children (default 4)
+ * --children N         CLONE_VM children, 1..1024 (default 4)
  * --mb N               MiB each child allocates (default 0: until killed)
  * --chunk-mb N         mmap granularity (default 1)
  * --parent-allocates   the parent allocates --mb too
@@ -27,7 +27,8 @@
  *                      sharing the mm shows the value (the 2016 "oom bypass"
  *                      series made oom_score_adj a property of the mm, so
  *                      that the OOM killer sees one value for it); kill the
- *                      children and exit 0 if so, 1 if not
+ *                      children and exit 0 if so, 1 if not. N is
+ *                      0..1000 and needs --mb; -1 (the default): no check
  *
  * The children use raw system calls only (they share the parent's TLS and
  * libc state). The parent reports how each child ended on stdout and in
@@ -48,13 +49,7 @@ static const char usage[] =
 #define STACK_SIZE (64 << 10)
 
 static long mb, chunk_mb = 1, page;
-static int hold, fork_loop;
-
-static void *raw_mmap(size_t len)
-{
-	return (void *)syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-}
+static long hold, fork_loop;
 
 static int read_adj(int pid)
 {
@@ -72,17 +67,10 @@ static int read_adj(int pid)
 
 static int write_adj(int pid, int val)
 {
-	char path[64], buf[16];
-	int fd, n, ok;
+	char path[64];
 
 	snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", pid);
-	n = snprintf(buf, sizeof(buf), "%d\n", val);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ok = write(fd, buf, n) == n;
-	close(fd);
-	return ok ? 0 : -1;
+	return set_oom_score_adj(path, val);
 }
 
 /* check_adj: every sharer (parent and children) must show want. */
@@ -110,13 +98,6 @@ static int check_adj(const int *pids, long n, int want, const char *after)
 	return bad;
 }
 
-static void raw_sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	syscall(SYS_nanosleep, &ts, NULL);
-}
-
 static int grandchild(void *arg)
 {
 	(void)arg;
@@ -129,27 +110,16 @@ static int child(void *arg)
 {
 	size_t len = (size_t)chunk_mb << 20;
 	long nchunks = mb ? (mb + chunk_mb - 1) / chunk_mb : 0;
-	char *gc_stack = fork_loop ? raw_mmap(STACK_SIZE) : NULL;
+	char *gc_stack = fork_loop ? map_touch(STACK_SIZE, page) : NULL;
 	char *first = NULL;
-	long n = 0;
 
 	(void)arg;
-	for (;;) {
-		char *p;
+	for (long n = 0; !nchunks || n < nchunks; n++) {
+		char *p = map_touch_retry(len, page);
 
-		if (nchunks && n >= nchunks)
-			break;
-		p = raw_mmap(len);
-		if ((long)p < 0 && (long)p > -4096) {
-			raw_sleep_ms(10);
-			continue;
-		}
-		for (size_t off = 0; off < len; off += page)
-			p[off] = 1;
 		if (!first)
 			first = p;
-		n++;
-		if (fork_loop && (long)gc_stack > 0) {
+		if (gc_stack) {
 			/* A CLONE_VM grandchild which exits at once. */
 			int pid = clone(grandchild, gc_stack + STACK_SIZE,
 					CLONE_VM | SIGCHLD, NULL);
@@ -172,49 +142,23 @@ static int child(void *arg)
 int main(int argc, char **argv)
 {
 	long children = 4, killed = 0, spawned = 0, check_adj_val = -1;
-	int parent_allocates = 0, pids[1024];
+	long parent_allocates = 0;
+	const struct opt opts[] = {
+		{ "--children", OPT_MB, &children, 1, 1024 },
+		{ "--mb", OPT_MB, &mb, 0, LONG_MAX },
+		{ "--chunk-mb", OPT_MB, &chunk_mb, 1, LONG_MAX },
+		{ "--parent-allocates", OPT_FLAG, &parent_allocates, 1 },
+		{ "--hold", OPT_FLAG, &hold, 1 },
+		{ "--spin", OPT_FLAG, &hold, 0 },
+		{ "--fork-loop", OPT_FLAG, &fork_loop, 1 },
+		{ "--check-score-adj", OPT_MB, &check_adj_val, -1, 1000 },
+		{ NULL }
+	};
+	int pids[1024];
 
 	page = sysconf(_SC_PAGESIZE);
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			printf("usage: %s %s\n", argv[0], usage);
-			return 0;
-		}
-		if (!strcmp(a, "--parent-allocates")) {
-			parent_allocates = 1;
-			continue;
-		}
-		if (!strcmp(a, "--hold")) {
-			hold = 1;
-			continue;
-		}
-		if (!strcmp(a, "--spin")) {
-			hold = 0;
-			continue;
-		}
-		if (!strcmp(a, "--fork-loop")) {
-			fork_loop = 1;
-			continue;
-		}
-		if (!v)
-			die_usage(argv[0], usage);
-		if (!strcmp(a, "--children"))
-			children = parse_mb(v);
-		else if (!strcmp(a, "--mb"))
-			mb = parse_mb(v);
-		else if (!strcmp(a, "--chunk-mb"))
-			chunk_mb = parse_mb(v);
-		else if (!strcmp(a, "--check-score-adj"))
-			check_adj_val = parse_mb(v);
-		else
-			die_usage(argv[0], usage);
-		i++;
-	}
-	if (children < 1 || children > 1024 || mb < 0 || chunk_mb <= 0 ||
-	    check_adj_val > 1000 || (check_adj_val >= 0 && !mb))
+	parse_opts(argc, argv, opts, usage);
+	if (check_adj_val >= 0 && !mb)
 		die_usage(argv[0], usage);
 
 	kmsg("clonevm %d start children=%ld mb=%ld\n", getpid(), children, mb);
@@ -263,20 +207,10 @@ int main(int argc, char **argv)
 	}
 
 	if (parent_allocates) {
-		size_t len = (size_t)chunk_mb << 20;
 		long nchunks = mb ? (mb + chunk_mb - 1) / chunk_mb : 0;
 
-		for (long n = 0; !nchunks || n < nchunks;) {
-			char *p = raw_mmap(len);
-
-			if ((long)p < 0 && (long)p > -4096) {
-				raw_sleep_ms(10);
-				continue;
-			}
-			for (size_t off = 0; off < len; off += page)
-				p[off] = 1;
-			n++;
-		}
+		for (long n = 0; !nchunks || n < nchunks; n++)
+			map_touch_retry((size_t)chunk_mb << 20, page);
 	}
 
 	for (;;) {

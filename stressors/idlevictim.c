@@ -25,7 +25,6 @@
  * "idlevictim <pid> ready mb=N cpu=C policy=idle" (also on stdout).
  */
 #include <sched.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include "stressor.h"
@@ -33,79 +32,36 @@
 static const char usage[] =
 	"--mb N [--cpu N] [--chunk-mb N] [--oom-score-adj N] [--hold | --spin] [--nice-only]";
 
-static long parse_long(const char *s, long min, long max, const char *what)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max) {
-		fprintf(stderr, "idlevictim: bad value for %s: %s\n", what, s);
-		exit(2);
-	}
-	return v;
-}
-
 int main(int argc, char **argv)
 {
-	long mb = -1, cpu = -1, chunk_mb = 4, adj = 0;
-	int have_adj = 0, hold = 0, nice_only = 0;
+	long mb = -1, cpu = -1, chunk_mb = 4, adj = OPT_UNSET;
+	long hold = 0, nice_only = 0;
+	const struct opt opts[] = {
+		{ "--mb", OPT_MB, &mb, 1, LONG_MAX },
+		{ "--cpu", OPT_LONG, &cpu, 0, CPU_SETSIZE - 1 },
+		{ "--chunk-mb", OPT_MB, &chunk_mb, 1, LONG_MAX },
+		{ "--oom-score-adj", OPT_LONG, &adj, -1000, 1000 },
+		{ "--hold", OPT_FLAG, &hold, 1 },
+		{ "--spin", OPT_FLAG, &hold, 0 },
+		{ "--nice-only", OPT_FLAG, &nice_only, 1 },
+		{ NULL }
+	};
 	long page = sysconf(_SC_PAGESIZE);
+	size_t len;
 	char **chunks;
 	long nchunks, done = 0;
 
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			printf("usage: %s %s\n", argv[0], usage);
-			return 0;
-		}
-		if (!strcmp(a, "--hold")) {
-			hold = 1;
-			continue;
-		}
-		if (!strcmp(a, "--spin")) {
-			hold = 0;
-			continue;
-		}
-		if (!strcmp(a, "--nice-only")) {
-			nice_only = 1;
-			continue;
-		}
-		if (!v)
-			die_usage(argv[0], usage);
-		if (!strcmp(a, "--mb")) {
-			mb = parse_mb(v);
-		} else if (!strcmp(a, "--cpu")) {
-			cpu = parse_long(v, 0, CPU_SETSIZE - 1, a);
-		} else if (!strcmp(a, "--chunk-mb")) {
-			chunk_mb = parse_mb(v);
-		} else if (!strcmp(a, "--oom-score-adj")) {
-			adj = parse_long(v, -1000, 1000, a);
-			have_adj = 1;
-		} else {
-			die_usage(argv[0], usage);
-		}
-		i++;
-	}
-	if (mb <= 0 || chunk_mb <= 0)
+	parse_opts(argc, argv, opts, usage);
+	if (mb < 0) /* --mb is required */
 		die_usage(argv[0], usage);
 
-	if (have_adj) {
-		char buf[16];
-		int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-
-		snprintf(buf, sizeof(buf), "%ld", adj);
-		if (fd < 0 || write(fd, buf, strlen(buf)) < 0) {
-			perror("idlevictim: oom_score_adj");
-			return 1;
-		}
-		close(fd);
+	if (adj != OPT_UNSET &&
+	    set_oom_score_adj("/proc/self/oom_score_adj", adj)) {
+		perror("idlevictim: oom_score_adj");
+		return 1;
 	}
 
+	len = (size_t)chunk_mb << 20;
 	nchunks = (mb + chunk_mb - 1) / chunk_mb;
 	chunks = calloc(nchunks, sizeof(*chunks));
 	if (!chunks)
@@ -113,17 +69,11 @@ int main(int argc, char **argv)
 
 	kmsg("idlevictim %d start mb=%ld\n", getpid(), mb);
 	for (long c = 0; c < nchunks; c++) {
-		size_t len = (size_t)chunk_mb << 20;
-		char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-		if (p == MAP_FAILED) {
+		chunks[c] = map_touch(len, page);
+		if (!chunks[c]) {
 			perror("idlevictim: mmap");
 			return 1;
 		}
-		for (size_t off = 0; off < len; off += page)
-			p[off] = 1;
-		chunks[c] = p;
 		done += chunk_mb;
 	}
 
@@ -159,13 +109,8 @@ int main(int argc, char **argv)
 		for (;;)
 			pause();
 	}
-	for (unsigned long gen = 2;; gen++) {
-		for (long c = 0; c < nchunks; c++) {
-			size_t len = (size_t)chunk_mb << 20;
-
-			for (size_t off = 0; off < len; off += page)
-				chunks[c][off] = (char)gen;
-		}
-	}
+	for (unsigned long gen = 2;; gen++)
+		for (long c = 0; c < nchunks; c++)
+			touch_pages(chunks[c], len, page, (char)gen);
 	return 0;
 }

@@ -16,7 +16,6 @@
  * --hold        after reaching --mb, sleep until killed instead of exiting
  */
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -49,17 +48,7 @@ static int hog(long total_mb, long chunk_mb, long rate, int hold)
 
 	kmsg("memhog %d start mb=%ld\n", getpid(), total_mb);
 	while (total_mb == 0 || done < total_mb) {
-		size_t len = (size_t)chunk_mb << 20;
-		char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-		if (p == MAP_FAILED) {
-			/* overcommit refused: keep pushing, the OOM killer is the point */
-			sleep_ms(10);
-			continue;
-		}
-		for (size_t off = 0; off < len; off += page)
-			p[off] = (char)off | 1;
+		map_touch_retry((size_t)chunk_mb << 20, page);
 		done += chunk_mb;
 		if (rate > 0) {
 			double ahead = (double)done / rate - (now_s() - start);
@@ -76,40 +65,17 @@ static int hog(long total_mb, long chunk_mb, long rate, int hold)
 
 int main(int argc, char **argv)
 {
-	long total_mb = 0, chunk_mb = 4, rate = 0, forks = 0;
-	int hold = 0;
+	long total_mb = 0, chunk_mb = 4, rate = 0, forks = 0, hold = 0;
+	const struct opt opts[] = {
+		{ "--mb", OPT_MB, &total_mb, 0, LONG_MAX },
+		{ "--chunk-mb", OPT_MB, &chunk_mb, 1, LONG_MAX },
+		{ "--rate-mb-s", OPT_MB, &rate, 0, LONG_MAX },
+		{ "--forks", OPT_MB, &forks, 0, LONG_MAX },
+		{ "--hold", OPT_FLAG, &hold, 1 },
+		{ NULL }
+	};
 
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-
-		if (!strcmp(a, "--hold")) {
-			hold = 1;
-			continue;
-		}
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			printf("usage: %s %s\n", argv[0], usage);
-			return 0;
-		}
-		if (!v)
-			die_usage(argv[0], usage);
-		if (!strcmp(a, "--mb"))
-			total_mb = parse_mb(v);
-		else if (!strcmp(a, "--chunk-mb"))
-			chunk_mb = parse_mb(v);
-		else if (!strcmp(a, "--rate-mb-s"))
-			rate = parse_mb(v);
-		else if (!strcmp(a, "--forks"))
-			forks = parse_mb(v);
-		else
-			die_usage(argv[0], usage);
-		if (total_mb < 0 || chunk_mb <= 0 || rate < 0 || forks < 0) {
-			fprintf(stderr, "memhog: bad value for %s: %s\n", a, v);
-			return 2;
-		}
-		i++;
-	}
-
+	parse_opts(argc, argv, opts, usage);
 	if (forks == 0)
 		return hog(total_mb, chunk_mb, rate, hold);
 

@@ -80,57 +80,24 @@ static double now_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static long parse_long(const char *s, long min, long max, const char *what)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max) {
-		fprintf(stderr, "rthog: bad value for %s: %s\n", what, s);
-		exit(2);
-	}
-	return v;
-}
-
 int main(int argc, char **argv)
 {
-	long cpu = 0, prio = 50, seconds = 0, fair_runtime = -1;
-	int unthrottle = 0;
+	long cpu = 0, prio = 50, seconds = 0, fair_runtime = -1, unthrottle = 0;
+	const struct opt opts[] = {
+		{ "--cpu", OPT_LONG, &cpu, 0, CPU_SETSIZE - 1 },
+		{ "--prio", OPT_LONG, &prio, 1, 99 },
+		{ "--seconds", OPT_LONG, &seconds, 0, 1L << 30 },
+		{ "--unthrottle", OPT_FLAG, &unthrottle, 1 },
+		{ "--fair-server-runtime", OPT_LONG, &fair_runtime, 0, 1000000000L },
+		{ NULL }
+	};
 	struct sched_param sp;
 	cpu_set_t set;
 	unsigned long long spins = 0;
 	volatile unsigned long sink = 0;
 	double end;
 
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			printf("usage: %s %s\n", argv[0], usage);
-			return 0;
-		}
-		if (!strcmp(a, "--unthrottle")) {
-			unthrottle = 1;
-			continue;
-		}
-		if (!v)
-			die_usage(argv[0], usage);
-		if (!strcmp(a, "--cpu"))
-			cpu = parse_long(v, 0, CPU_SETSIZE - 1, a);
-		else if (!strcmp(a, "--prio"))
-			prio = parse_long(v, 1, 99, a);
-		else if (!strcmp(a, "--seconds"))
-			seconds = parse_long(v, 0, 1L << 30, a);
-		else if (!strcmp(a, "--fair-server-runtime"))
-			fair_runtime = parse_long(v, 0, 1000000000L, a);
-		else
-			die_usage(argv[0], usage);
-		i++;
-	}
-
+	parse_opts(argc, argv, opts, usage);
 	if (unthrottle &&
 	    write_if_changed("/proc/sys/kernel/sched_rt_runtime_us", "-1"))
 		return 1;

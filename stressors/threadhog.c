@@ -24,7 +24,6 @@
  * "threadhog <pid> ready threads=N mb=M" once every thread holds its share.
  */
 #include <pthread.h>
-#include <sys/mman.h>
 
 #include "stressor.h"
 
@@ -32,7 +31,7 @@ static const char usage[] =
 	"[--threads N] [--mb N] [--chunk-mb N] [--hold | --spin] [--oom-score-adj N]";
 
 static long share_mb, chunk_mb = 1;
-static int hold;
+static long hold;
 static long page;
 static volatile long ready_threads;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -45,22 +44,11 @@ static void *hog(void *arg)
 	long n = 0;
 
 	(void)arg;
-	for (;;) {
-		char *p;
+	for (; !nchunks || n < nchunks; n++) {
+		char *p = map_touch_retry(len, page);
 
-		if (nchunks && n >= nchunks)
-			break;
-		p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (p == MAP_FAILED) {
-			usleep(10000);
-			continue;
-		}
-		for (size_t off = 0; off < len; off += page)
-			p[off] = 1;
 		if (n < (long)(sizeof(chunks) / sizeof(chunks[0])))
 			chunks[n] = p;
-		n++;
 	}
 	pthread_mutex_lock(&lock);
 	ready_threads++;
@@ -73,67 +61,30 @@ static void *hog(void *arg)
 		n = sizeof(chunks) / sizeof(chunks[0]);
 	for (unsigned long gen = 2;; gen++)
 		for (long c = 0; c < n; c++)
-			for (size_t off = 0; off < len; off += page)
-				chunks[c][off] = (char)gen;
+			touch_pages(chunks[c], len, page, (char)gen);
 	return NULL;
 }
 
 int main(int argc, char **argv)
 {
-	long threads = 8, mb = 0, adj = 0;
-	int have_adj = 0;
+	long threads = 8, mb = 0, adj = OPT_UNSET;
+	const struct opt opts[] = {
+		{ "--threads", OPT_MB, &threads, 1, 4096 },
+		{ "--mb", OPT_MB, &mb, 0, LONG_MAX },
+		{ "--chunk-mb", OPT_MB, &chunk_mb, 1, LONG_MAX },
+		{ "--hold", OPT_FLAG, &hold, 1 },
+		{ "--spin", OPT_FLAG, &hold, 0 },
+		{ "--oom-score-adj", OPT_LONG, &adj, -1000, 1000 },
+		{ NULL }
+	};
 	pthread_attr_t attr;
 
 	page = sysconf(_SC_PAGESIZE);
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			printf("usage: %s %s\n", argv[0], usage);
-			return 0;
-		}
-		if (!strcmp(a, "--hold")) {
-			hold = 1;
-			continue;
-		}
-		if (!strcmp(a, "--spin")) {
-			hold = 0;
-			continue;
-		}
-		if (!v)
-			die_usage(argv[0], usage);
-		if (!strcmp(a, "--threads")) {
-			threads = parse_mb(v);
-		} else if (!strcmp(a, "--mb")) {
-			mb = parse_mb(v);
-		} else if (!strcmp(a, "--chunk-mb")) {
-			chunk_mb = parse_mb(v);
-		} else if (!strcmp(a, "--oom-score-adj")) {
-			char *end;
-
-			adj = strtol(v, &end, 10);
-			if (*end || adj < -1000 || adj > 1000)
-				die_usage(argv[0], usage);
-			have_adj = 1;
-		} else {
-			die_usage(argv[0], usage);
-		}
-		i++;
-	}
-	if (threads < 1 || threads > 4096 || mb < 0 || chunk_mb <= 0)
-		die_usage(argv[0], usage);
-
-	if (have_adj) {
-		char buf[16];
-		int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-
-		snprintf(buf, sizeof(buf), "%ld", adj);
-		if (fd < 0 || write(fd, buf, strlen(buf)) < 0) {
-			perror("threadhog: oom_score_adj");
-			return 1;
-		}
-		close(fd);
+	parse_opts(argc, argv, opts, usage);
+	if (adj != OPT_UNSET &&
+	    set_oom_score_adj("/proc/self/oom_score_adj", adj)) {
+		perror("threadhog: oom_score_adj");
+		return 1;
 	}
 
 	share_mb = mb ? (mb + threads - 1) / threads : 0;

@@ -27,8 +27,6 @@
  * "killed by signal N".
  */
 #include <signal.h>
-#include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "stressor.h"
@@ -36,74 +34,24 @@
 static const char usage[] =
 	"[--mb N] [--chunk-mb N] [--hold] [--rounds N] [--parent-oom-score-adj N] [--child-oom-score-adj N]";
 
-static long parse_adj(const char *s)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < -1000 || v > 1000) {
-		fprintf(stderr, "vforker: bad oom_score_adj: %s\n", s);
-		exit(2);
-	}
-	return v;
-}
-
-static int set_adj(const char *path, const char *val)
-{
-	int fd = syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
-	long n;
-
-	if (fd < 0)
-		return -1;
-	n = syscall(SYS_write, fd, val, strlen(val));
-	syscall(SYS_close, fd);
-	return n < 0 ? -1 : 0;
-}
-
 int main(int argc, char **argv)
 {
-	long mb = 0, chunk_mb = 1, rounds = 1;
-	const char *parent_adj = NULL, *child_adj = NULL;
-	int hold = 0;
+	long mb = 0, chunk_mb = 1, rounds = 1, hold = 0;
+	long parent_adj = OPT_UNSET, child_adj = OPT_UNSET;
+	const struct opt opts[] = {
+		{ "--mb", OPT_MB, &mb, 0, LONG_MAX },
+		{ "--chunk-mb", OPT_MB, &chunk_mb, 1, LONG_MAX },
+		{ "--hold", OPT_FLAG, &hold, 1 },
+		{ "--rounds", OPT_MB, &rounds, 0, LONG_MAX },
+		{ "--parent-oom-score-adj", OPT_LONG, &parent_adj, -1000, 1000 },
+		{ "--child-oom-score-adj", OPT_LONG, &child_adj, -1000, 1000 },
+		{ NULL }
+	};
 	long page = sysconf(_SC_PAGESIZE);
 
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			printf("usage: %s %s\n", argv[0], usage);
-			return 0;
-		}
-		if (!strcmp(a, "--hold")) {
-			hold = 1;
-			continue;
-		}
-		if (!v)
-			die_usage(argv[0], usage);
-		if (!strcmp(a, "--mb")) {
-			mb = parse_mb(v);
-		} else if (!strcmp(a, "--chunk-mb")) {
-			chunk_mb = parse_mb(v);
-		} else if (!strcmp(a, "--rounds")) {
-			rounds = parse_mb(v);
-		} else if (!strcmp(a, "--parent-oom-score-adj")) {
-			parse_adj(v);
-			parent_adj = v;
-		} else if (!strcmp(a, "--child-oom-score-adj")) {
-			parse_adj(v);
-			child_adj = v;
-		} else {
-			die_usage(argv[0], usage);
-		}
-		i++;
-	}
-	if (mb < 0 || chunk_mb <= 0 || rounds < 0)
-		die_usage(argv[0], usage);
-
-	if (parent_adj && set_adj("/proc/self/oom_score_adj", parent_adj)) {
+	parse_opts(argc, argv, opts, usage);
+	if (parent_adj != OPT_UNSET &&
+	    set_oom_score_adj("/proc/self/oom_score_adj", parent_adj)) {
 		perror("vforker: parent oom_score_adj");
 		return 1;
 	}
@@ -122,25 +70,12 @@ int main(int argc, char **argv)
 			size_t len = (size_t)chunk_mb << 20;
 			long nchunks = mb ? (mb + chunk_mb - 1) / chunk_mb : 0;
 
-			if (child_adj &&
-			    set_adj("/proc/self/oom_score_adj", child_adj))
+			if (child_adj != OPT_UNSET &&
+			    set_oom_score_adj("/proc/self/oom_score_adj",
+					      child_adj))
 				syscall(SYS_exit, 3);
-			for (long n = 0; !nchunks || n < nchunks;) {
-				char *p = (char *)syscall(SYS_mmap, NULL, len,
-						PROT_READ | PROT_WRITE,
-						MAP_PRIVATE | MAP_ANONYMOUS,
-						-1, 0);
-
-				if ((long)p < 0 && (long)p > -4096) {
-					struct timespec ts = { 0, 10000000L };
-
-					syscall(SYS_nanosleep, &ts, NULL);
-					continue;
-				}
-				for (size_t off = 0; off < len; off += page)
-					p[off] = 1;
-				n++;
-			}
+			for (long n = 0; !nchunks || n < nchunks; n++)
+				map_touch_retry(len, page);
 			while (hold)
 				syscall(SYS_pause);
 			syscall(SYS_exit, 0);

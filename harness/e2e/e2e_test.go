@@ -43,14 +43,21 @@ type runJSON struct {
 		Failures []string `json:"failures"`
 		Accel    string   `json:"accel"`
 		Figures  struct {
-			BootS      float64        `json:"boot_s"`
-			OOMKills   int            `json:"oom_kills"`
-			OOMEvents  int            `json:"oom_events"`
-			Lockups    int            `json:"lockups"`
-			ByKind     map[string]int `json:"by_kind"`
-			GuestAlive bool           `json:"guest_alive"`
-			FirstKillS *float64       `json:"first_kill_s"`
+			BootS      float64            `json:"boot_s"`
+			OOMKills   int                `json:"oom_kills"`
+			OOMEvents  int                `json:"oom_events"`
+			Lockups    int                `json:"lockups"`
+			ByKind     map[string]int     `json:"by_kind"`
+			GuestAlive bool               `json:"guest_alive"`
+			FirstKillS *float64           `json:"first_kill_s"`
+			Extra      map[string]float64 `json:"extra"`
+			Left       map[string]int     `json:"left"`
 		} `json:"figures"`
+		Steps []struct {
+			Phase   string `json:"phase"`
+			Command string `json:"command"`
+			Error   string `json:"error"`
+		} `json:"steps"`
 		Stressors []struct {
 			Signal string `json:"signal"`
 		} `json:"stressors"`
@@ -165,6 +172,48 @@ func TestSmokeAndIdle(t *testing.T) {
 }
 
 // qemuChildren lists the QEMU processes whose parent is pid.
+// TestFrozenThreadGroup runs the proof of the whole-thread-group patch on
+// both kernels: it exercises the v1 freezer mount, a timed action, a
+// cgroup, the per-stressor figures and the process census, and asserts the
+// behaviour the series changes: baseline leaves the killed, frozen victim
+// behind; patched thaws every thread and the victim is gone.
+func TestFrozenThreadGroup(t *testing.T) {
+	dir := t.TempDir()
+	out, err := oomlab(t, "run", "frozen-threadgroup", "--repeat", "1", "--results", dir).Output()
+	t.Logf("oomlab run output:\n%s", out)
+	if err != nil {
+		t.Errorf("oomlab run frozen-threadgroup: %v", err)
+	}
+	r := readRun(t, dir)
+	variants := map[string]bool{}
+	for _, res := range r.Results {
+		variants[res.Variant] = true
+		f := res.Figures
+		if res.Verdict != "pass" {
+			t.Errorf("%s: verdict %s, failures %v, error %q", res.Variant, res.Verdict, res.Failures, res.Error)
+		}
+		if len(res.Steps) != 3 || res.Steps[2].Phase != "action" || res.Steps[2].Error != "" {
+			t.Errorf("%s: setup and freeze action did not all run: %+v", res.Variant, res.Steps)
+		}
+		if f.Left == nil || f.Extra == nil {
+			t.Fatalf("%s: no census or stressor figures: %+v", res.Variant, f)
+		}
+		switch res.Variant {
+		case "baseline":
+			if f.Extra["running:victim"] != 1 || f.Left["threadhog"] != 1 {
+				t.Errorf("baseline: the frozen victim should outlive its kill: %v %v", f.Extra, f.Left)
+			}
+		case "patched":
+			if f.Extra["killed:victim"] != 1 || f.Left["threadhog"] != 0 {
+				t.Errorf("patched: the frozen victim should be gone: %v %v", f.Extra, f.Left)
+			}
+		}
+	}
+	if !variants["baseline"] || !variants["patched"] {
+		t.Errorf("variants run: %v", variants)
+	}
+}
+
 func qemuChildren(pid int) []int {
 	var out []int
 	procs, _ := filepath.Glob("/proc/[0-9]*/stat")

@@ -27,7 +27,7 @@ var sets = map[string][]string{
 	// (see README, "What proves each patch").
 	"patches": {"rt-idle-handoff", "exit-mmap-starved", "tetsuo-rt-idle", "frozen-threadgroup",
 		"clone-vm-sharers", "oom-score-adj-consistency", "vfork-parent", "memcg-oom-group"},
-	"selftest": {"detector-selftest"},
+	"selftest": {"detector-selftest", "detector-hardlockup"},
 }
 
 func newRunCmd() *cobra.Command {

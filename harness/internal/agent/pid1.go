@@ -201,14 +201,33 @@ func listenFile(addr string) (*os.File, error) {
 	return l.(*net.TCPListener).File()
 }
 
-// startServer starts `/proc/self/exe --serve` with the listener as fd 3 and
+// SelfLink is the agent's own path in the guest (a symbolic link to /init
+// that initramfs.AgentLink puts there). Executing through it names the
+// server and every trampoline "oomlab-agent" (comm is the basename of the
+// executed path), not "exe", in ps and in kernel lines that name a task,
+// such as a direct OOM reaper's.
+const SelfLink = "/bin/oomlab-agent"
+
+// selfPath is SelfLink when it exists (in the guest), else the binary
+// itself (tests, other setups).
+func selfPath() string {
+	if _, err := os.Stat(SelfLink); err == nil {
+		return SelfLink
+	}
+	if exe, err := os.Executable(); err == nil {
+		return exe
+	}
+	return "/proc/self/exe"
+}
+
+// startServer starts `oomlab-agent --serve` with the listener as fd 3 and
 // a readiness pipe as fd 4.
 func startServer(configPath string, ln *os.File, ready func()) (int, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return 0, err
 	}
-	self := "/proc/self/exe"
+	self := selfPath()
 	p, err := os.StartProcess(self,
 		[]string{self, ServeFlag, "--config", configPath, "--listen-fd", "3", "--ready-fd", "4"},
 		&os.ProcAttr{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr, ln, w}})
@@ -317,11 +336,7 @@ func ServerMain(args []string) int {
 		return 1
 	}
 	s.Logf = func(format string, a ...any) { consoleLog(false, format, a...) }
-	// The resolved path (/init) rather than /proc/self/exe, so that a
-	// builtin run as its own process shows up as "init", not "exe", in ps.
-	if exe, err := os.Executable(); err == nil {
-		s.SelfExe = exe
-	}
+	s.SelfExe = selfPath()
 	// Only a server started by the guest init may power the machine off.
 	if os.Getppid() == 1 {
 		s.Reboot = unix.Reboot

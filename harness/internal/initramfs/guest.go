@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 )
 
 // Guest describes the files of an oomlab guest image.
@@ -14,6 +15,9 @@ type Guest struct {
 	Stressors []string          // static programs copied to /bin/<basename>
 	Files     map[string][]byte // extra files by guest path (e.g. etc/oomlab/agent.json), mode 0600
 }
+
+// AgentLink is the path the guest agent re-executes itself by.
+const AgentLink = "/bin/oomlab-agent"
 
 // Build assembles the guest archive. The layout is fixed and small: /init,
 // /bin, the three device nodes the kernel and the agent need before
@@ -40,6 +44,13 @@ func Build(g Guest) (*Archive, error) {
 		return nil, fmt.Errorf("guest agent: %w (run 'make build')", err)
 	}
 	if err := a.AddFile("init", 0o755, agent); err != nil {
+		return nil, err
+	}
+	// The agent starts its server and every trampoline through this link,
+	// so that they show up as "oomlab-agent" (comm is the basename of the
+	// executed path) in ps and in kernel lines such as a direct reaper's,
+	// not as "exe" or as a second "init".
+	if err := a.AddSymlink(strings.TrimPrefix(AgentLink, "/"), "/init"); err != nil {
 		return nil, err
 	}
 	for _, s := range g.Stressors {

@@ -142,6 +142,9 @@ func TestBuildDeterministic(t *testing.T) {
 	if !bytes.Equal(b1, b2) {
 		t.Error("same inputs gave different archives")
 	}
+	if i := bytes.Index(b1, []byte(AgentLink[1:]+"\x00")); i < 0 || !bytes.HasPrefix(bytes.TrimLeft(b1[i+len(AgentLink):], "\x00"), []byte("/init")) {
+		t.Errorf("no %s -> /init link in the archive", AgentLink)
+	}
 	if !bytes.Contains(b1, []byte("bin/memhog\x00")) || !bytes.Contains(b1, []byte("AGENT")) {
 		t.Error("stressor or agent missing from the archive")
 	}

@@ -40,6 +40,7 @@ func Compute(events []console.Event, stressStart *float64) Figures {
 	f := Figures{ByKind: map[string]int{}}
 	var lastInvoked *float64
 	invokedFor := map[int]float64{} // victim pid -> time of the OOM invocation that killed it
+	killedNow := map[int]bool{}     // victims of the current OOM event
 	for _, e := range events {
 		f.ByKind[string(e.Kind)]++
 		if e.Kind.IsLockup() {
@@ -49,7 +50,18 @@ func Compute(events []console.Event, stressStart *float64) Figures {
 		case "oom_invoked":
 			f.OOMEvents++
 			lastInvoked = e.Time
+			killedNow = map[int]bool{}
 		case "oom_kill":
+			// memory.oom.group kills print the chosen victim a second
+			// time from the group walk (6.12 and earlier): one task, one
+			// kill, within an OOM event.
+			if e.PID != nil {
+				if killedNow[*e.PID] {
+					f.ByKind["oom_kill_repeated"]++
+					continue
+				}
+				killedNow[*e.PID] = true
+			}
 			f.OOMKills++
 			if e.Time != nil && stressStart != nil && f.FirstKillSeconds == nil {
 				d := *e.Time - *stressStart

@@ -88,3 +88,24 @@ func TestQuantile(t *testing.T) {
 		t.Error("Quantile sorted its input in place")
 	}
 }
+
+// A memory.oom.group kill prints the chosen victim twice (6.12): one task
+// is one kill.
+func TestOOMGroupRepeatedVictim(t *testing.T) {
+	const group = `[    4.083445][   T54] memhog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0
+[    4.135653][   T54] Memory cgroup out of memory: Killed process 54 (memhog) total-vm:60388kB, anon-rss:58624kB, file-rss:0kB, shmem-rss:584kB, UID:0 pgtables:152kB oom_score_adj:0
+[    4.141330][   T54] Tasks in /group are going to be killed due to memory.oom.group set
+[    4.143348][   T54] Memory cgroup out of memory: Killed process 53 (memhog) total-vm:50148kB, anon-rss:47616kB, file-rss:0kB, shmem-rss:648kB, UID:0 pgtables:132kB oom_score_adj:0
+[    4.149403][   T54] Memory cgroup out of memory: Killed process 54 (memhog) total-vm:60388kB, anon-rss:58624kB, file-rss:0kB, shmem-rss:584kB, UID:0 pgtables:152kB oom_score_adj:0
+[    4.150008][   T54] Memory cgroup out of memory: Killed process 59 (memhog) total-vm:48100kB, anon-rss:46592kB, file-rss:0kB, shmem-rss:648kB, UID:0 pgtables:128kB oom_score_adj:0
+[    9.000000][   T60] memhog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0
+[    9.100000][   T60] Memory cgroup out of memory: Killed process 54 (memhog) total-vm:60388kB, anon-rss:58624kB, file-rss:0kB, shmem-rss:584kB, UID:0 pgtables:152kB oom_score_adj:0
+`
+	var evs []console.Event
+	console.Scan(strings.NewReader(group), func(e console.Event) error { evs = append(evs, e); return nil })
+	f := Compute(evs, nil)
+	// The second event's kill of pid 54 counts: another event, another kill.
+	if f.OOMEvents != 2 || f.OOMKills != 4 || f.ByKind["oom_kill_repeated"] != 1 || f.KillsPerOOMEvent != 2 {
+		t.Errorf("events %d kills %d repeated %d kills/event %g", f.OOMEvents, f.OOMKills, f.ByKind["oom_kill_repeated"], f.KillsPerOOMEvent)
+	}
+}
