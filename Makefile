@@ -12,7 +12,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 APT_PKGS := qemu-system-x86 gcc libc6-dev make flex bison bc libelf-dev libssl-dev \
             cpio ccache perl xz-utils git patch
 
-.PHONY: all deps build lab test unit e2e lint patches-check fuzz clean
+.PHONY: all deps build lab test unit e2e lint patches-check proof bench fuzz clean
 
 all: build
 
@@ -58,6 +58,16 @@ test: lint unit e2e
 # hour on 2 cores). CI runs it with PATCHES_CHECK_FLAGS=--no-build.
 patches-check:
 	bash scripts/patches-check.sh $(PATCHES_CHECK_FLAGS)
+
+# The measurements behind the patch messages: every scenario of the series
+# on the kernels it compares, and the lockup detector self-tests (about 40
+# minutes on 2 cores with the kernels cached, an hour more to build them).
+proof: build
+	$(BIN)/oomlab run patches selftest
+
+# Throughput of the console scanner (MB/s, one core).
+bench:
+	$(GO) test -run XXX -bench . -benchtime 3x ./harness/internal/console/
 
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzParser -fuzztime 3m ./harness/internal/console/

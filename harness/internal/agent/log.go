@@ -22,3 +22,34 @@ func consoleLog(toKmsg bool, format string, a ...any) {
 }
 
 func logErr(format string, a ...any) { consoleLog(true, format, a...) }
+
+// kmsgMark writes one info line to the kernel log, best effort.
+func kmsgMark(msg string) {
+	if f, err := os.OpenFile(kmsgPath, os.O_WRONLY, 0); err == nil {
+		_, _ = f.Write([]byte("<6>" + msg + "\n")) // <6> = KERN_INFO
+		f.Close()
+	}
+}
+
+// commOf is what the kernel would call a command: the basename of its
+// path, cut to TASK_COMM_LEN-1, and never empty or with blanks (it is one
+// field of the exit marker).
+func commOf(path string) string {
+	c := path
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		c = path[i+1:]
+	}
+	c = strings.Map(func(r rune) rune {
+		if r <= ' ' {
+			return '_'
+		}
+		return r
+	}, c)
+	if len(c) > 15 {
+		c = c[:15]
+	}
+	if c == "" {
+		c = "?"
+	}
+	return c
+}

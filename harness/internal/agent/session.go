@@ -304,6 +304,13 @@ func (ss *session) runExternal(opts SpawnOptions, argv []string) exitInfo {
 	ss.mu.Unlock()
 
 	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	how := fmt.Sprintf("status=%d", ws.ExitStatus())
+	if ws.Signaled() {
+		how = "signal=" + SignalName(ws.Signal())
+	}
+	// Timestamped by the kernel: the host measures OOM kill -> exit on one
+	// clock. (The trampoline execs the command, so the pid is the command's.)
+	kmsgMark(fmt.Sprintf("oomlab-agent: exit pid=%d comm=%s %s", cmd.Process.Pid, commOf(argv[0]), how))
 	if ws.Signaled() {
 		return exitInfo{code: 128 + int(ws.Signal()), signal: SignalName(ws.Signal()), core: ws.CoreDump()}
 	}

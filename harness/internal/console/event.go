@@ -27,13 +27,18 @@ const (
 	Panic         Kind = "panic"           // "Kernel panic - not syncing: reason"
 	Bug           Kind = "bug"             // "BUG: ...", "kernel BUG at file:line!", GPF
 	Warning       Kind = "warning"         // "WARNING: CPU: n PID: n at file:line func", lockdep
+	// TaskExit is oomlab's own marker, written to /dev/kmsg by the guest
+	// agent when a command it started has been reaped ("oomlab-agent: exit
+	// pid=N comm=C signal=KILL"), so that a victim's exit shares the
+	// kernel's clock with its kill.
+	TaskExit Kind = "task_exit"
 )
 
 // AllKinds lists every Kind the parser can emit.
 var AllKinds = []Kind{
 	OOMInvoked, OOMKill, OOMReaped, OOMReapFailed, HandedOver,
 	SoftLockup, HardLockup, RCUStall, HungTask,
-	Panic, Bug, Warning,
+	Panic, Bug, Warning, TaskExit,
 }
 
 // IsLockup reports whether k means that a CPU or a task made no progress.

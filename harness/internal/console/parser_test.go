@@ -164,6 +164,19 @@ func TestRecognisers(t *testing.T) {
 			},
 		},
 		{
+			name: "oomlab agent exit markers; a mention is not one",
+			lines: []string{
+				"[ 9.5][   T61] oomlab-agent: exit pid=70 comm=threadhog signal=KILL",
+				"[ 9.6][   T61] oomlab-agent: exit pid=71 comm=memhog status=0",
+				"[ 9.7][   T61] oomlab: note oomlab-agent: exit pid=72 comm=x signal=KILL",
+				"oomlab-agent: exit pid=73 comm=x signal=KILL and more",
+			},
+			want: []want{
+				{kind: TaskExit, line: 1, time: f64(9.5), pid: intPtr(70), comm: "threadhog", fields: map[string]string{"signal": "KILL"}},
+				{kind: TaskExit, line: 2, time: f64(9.6), pid: intPtr(71), comm: "memhog", fields: map[string]string{"status": "0"}},
+			},
+		},
+		{
 			name: "soft lockup: message pid wins over caller, comm with colons",
 			lines: []string{
 				"[ 48.1][    T5] watchdog: BUG: soft lockup - CPU#3 stuck for 22s! [kworker/3:1H:120]",
@@ -360,7 +373,7 @@ func TestContextBounded(t *testing.T) {
 }
 
 func TestKinds(t *testing.T) {
-	if len(AllKinds) != 12 {
+	if len(AllKinds) != 13 {
 		t.Fatalf("AllKinds has %d kinds", len(AllKinds))
 	}
 	seen := map[Kind]bool{}

@@ -93,6 +93,10 @@ var rules = []rule{
 	{kind: HandedOver, needle: "Handed over",
 		re: re(`^(?:oom_reaper: )?Handed over (?:pid:)?(?P<pid>\d+)(?: \((?P<comm>.*)\))? to exit path\.?$`)},
 
+	// oomlab's guest agent: a command it started was reaped.
+	{kind: TaskExit, needle: "oomlab-agent: exit",
+		re: re(`^oomlab-agent: exit pid=(?P<pid>\d+) comm=(?P<comm>\S*) (?:signal=(?P<signal>[A-Z0-9]+)|status=(?P<status>\d+))$`)},
+
 	// kernel/watchdog.c watchdog_timer_fn(), all versions.
 	{kind: SoftLockup, needle: "soft lockup",
 		re: re(`^` + watchdogPrefix + `BUG: soft lockup - CPU#(?P<cpu>\d+) stuck for (?P<stuck_seconds>\d+)s! \[(?P<comm>.*):(?P<pid>\d+)\]`)},

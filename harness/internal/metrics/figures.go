@@ -25,6 +25,10 @@ type Figures struct {
 	ByKind           map[string]int `json:"by_kind"`         // every event kind seen, counted
 	FirstKillSeconds *float64       `json:"first_kill_s"`    // stress start -> first kill (console clock)
 	OOMToFreedMs     []float64      `json:"oom_to_freed_ms"` // per reaped victim (OOM reaper or direct): its OOM invocation -> reaped
+	// KillToExitMs: per victim the agent started and saw reaped, its
+	// "Killed process" line -> the agent's exit marker (the whole thread
+	// group gone and waited for).
+	KillToExitMs []float64 `json:"kill_to_exit_ms,omitempty"`
 	GuestAlive       bool           `json:"guest_alive"`
 	// Left counts user-space processes by name when the stress phase
 	// ended (nil: the guest could not be asked).
@@ -41,6 +45,7 @@ func Compute(events []console.Event, stressStart *float64) Figures {
 	var lastInvoked *float64
 	invokedFor := map[int]float64{} // victim pid -> time of the OOM invocation that killed it
 	killedNow := map[int]bool{}     // victims of the current OOM event
+	killedAt := map[int]float64{}   // victim pid -> time of its kill line
 	for _, e := range events {
 		f.ByKind[string(e.Kind)]++
 		if e.Kind.IsLockup() {
@@ -69,6 +74,16 @@ func Compute(events []console.Event, stressStart *float64) Figures {
 			}
 			if e.PID != nil && lastInvoked != nil {
 				invokedFor[*e.PID] = *lastInvoked
+			}
+			if e.PID != nil && e.Time != nil {
+				killedAt[*e.PID] = *e.Time
+			}
+		case "task_exit":
+			if e.PID != nil && e.Time != nil {
+				if t, ok := killedAt[*e.PID]; ok {
+					f.KillToExitMs = append(f.KillToExitMs, (*e.Time-t)*1000)
+					delete(killedAt, *e.PID)
+				}
 			}
 		case "oom_reaped":
 			f.Reaped++
@@ -155,6 +170,11 @@ func (f Figures) Value(name string) (float64, bool) {
 			return 0, false
 		}
 		return Quantile(f.OOMToFreedMs, 0.95), true
+	case "kill_to_exit_max_ms":
+		if len(f.KillToExitMs) == 0 {
+			return 0, false
+		}
+		return Quantile(f.KillToExitMs, 1), true
 	case "first_kill_s":
 		if f.FirstKillSeconds == nil {
 			return 0, false

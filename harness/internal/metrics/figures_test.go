@@ -109,3 +109,24 @@ func TestOOMGroupRepeatedVictim(t *testing.T) {
 		t.Errorf("events %d kills %d repeated %d kills/event %g", f.OOMEvents, f.OOMKills, f.ByKind["oom_kill_repeated"], f.KillsPerOOMEvent)
 	}
 }
+
+func TestKillToExit(t *testing.T) {
+	const l = `[   10.000000] memhog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0
+[   10.100000] Out of memory: Killed process 70 (threadhog) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:1000
+[   10.400000] oomlab-agent: exit pid=71 comm=memhog status=0
+[   10.850000] oomlab-agent: exit pid=70 comm=threadhog signal=KILL
+[   11.000000] oomlab-agent: exit pid=70 comm=threadhog signal=KILL
+`
+	var evs []console.Event
+	console.Scan(strings.NewReader(l), func(e console.Event) error { evs = append(evs, e); return nil })
+	f := Compute(evs, nil)
+	if len(f.KillToExitMs) != 1 || math.Abs(f.KillToExitMs[0]-750) > 0.01 {
+		t.Errorf("kill to exit = %v, want [750]", f.KillToExitMs)
+	}
+	if v, ok := f.Value("kill_to_exit_max_ms"); !ok || math.Abs(v-750) > 0.01 {
+		t.Errorf("kill_to_exit_max_ms = %g %v", v, ok)
+	}
+	if f.Findings() != 0 {
+		t.Errorf("exit markers are not findings: %d", f.Findings())
+	}
+}

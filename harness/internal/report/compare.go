@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"oomlab/harness/internal/metrics"
+	"oomlab/harness/internal/scenario"
 )
 
 // Summary is one scenario x variant over all its repeats.
@@ -21,6 +22,7 @@ type Summary struct {
 	ReapFailed        int
 	Dead              int       // runs where the agent did not answer afterwards
 	FreedMs           []float64 // OOM -> freed over all repeats
+	ExitMs            []float64 // kill -> victim exited, over all repeats
 }
 
 // Summaries groups the results by scenario and variant, in run order.
@@ -44,6 +46,7 @@ func Summaries(r *Run) []Summary {
 			s.Reaped += f.Reaped
 			s.ReapFailed += f.ReapFailed
 			s.FreedMs = append(s.FreedMs, f.OOMToFreedMs...)
+			s.ExitMs = append(s.ExitMs, f.KillToExitMs...)
 		}
 		out = append(out, s)
 	}
@@ -54,7 +57,7 @@ func Summaries(r *Run) []Summary {
 // scenario x variant, aggregated over repeats.
 func Compare(w io.Writer, r *Run) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCENARIO\tVARIANT\tPASS\tLOCKUPS\tDEAD\tKILLS/EV\tREAPED\tHANDED\tREAP FAIL\tOOM->FREED p50 ms\tp95 ms\tN")
+	fmt.Fprintln(tw, "SCENARIO\tVARIANT\tPASS\tLOCKUPS\tDEAD\tKILLS/EV\tREAPED\tHANDED\tREAP FAIL\tOOM->FREED p50 ms\tp95 ms\tN\tKILL->EXIT p50 ms\tmax ms\tN")
 	for _, s := range Summaries(r) {
 		kpe, p50, p95 := "-", "-", "-"
 		if s.OOMEvents > 0 {
@@ -64,8 +67,13 @@ func Compare(w io.Writer, r *Run) {
 			p50 = fmt.Sprintf("%.0f", metrics.Quantile(s.FreedMs, 0.5))
 			p95 = fmt.Sprintf("%.0f", metrics.Quantile(s.FreedMs, 0.95))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d\t%d\t%s\t%d\t%d\t%d\t%s\t%s\t%d\n",
-			s.Scenario, s.Variant, s.Passed, s.Runs, s.Lockups, s.Dead, kpe, s.Reaped, s.HandedOver, s.ReapFailed, p50, p95, len(s.FreedMs))
+		e50, emax := "-", "-"
+		if len(s.ExitMs) > 0 {
+			e50 = fmt.Sprintf("%.0f", metrics.Quantile(s.ExitMs, 0.5))
+			emax = fmt.Sprintf("%.0f", metrics.Quantile(s.ExitMs, 1))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d\t%d\t%s\t%d\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%d\n",
+			s.Scenario, s.Variant, s.Passed, s.Runs, s.Lockups, s.Dead, kpe, s.Reaped, s.HandedOver, s.ReapFailed, p50, p95, len(s.FreedMs), e50, emax, len(s.ExitMs))
 	}
 	tw.Flush()
 }
@@ -84,6 +92,7 @@ func Differences(w io.Writer, r *Run) {
 	}
 	var order []*scen
 	byName := map[string]*scen{}
+	censused := map[*scenario.Result]bool{}
 	for _, res := range r.Results {
 		if res.Verdict == "error" {
 			continue
@@ -112,8 +121,27 @@ func Differences(w io.Writer, r *Run) {
 		for k, v := range f.Extra {
 			add(k, v)
 		}
-		for k, v := range f.Left {
-			add("left:"+k, float64(v))
+		if f.Left != nil {
+			censused[res] = true
+		}
+	}
+	// A census lists the names it found: any other name had 0 processes
+	// in that run, which is the figure a scenario cares about.
+	for _, res := range r.Results {
+		if !censused[res] {
+			continue
+		}
+		s := byName[res.Scenario]
+		for k := range leftNames(r, res.Scenario) {
+			if s.figs["left:"+k] == nil {
+				s.figs["left:"+k] = map[string]*cell{}
+			}
+			c := s.figs["left:"+k][res.Variant]
+			if c == nil {
+				c = &cell{}
+				s.figs["left:"+k][res.Variant] = c
+			}
+			c.vals = append(c.vals, float64(res.Figures.Left[k]))
 		}
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
@@ -176,4 +204,17 @@ func containsStr(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// leftNames is every process name any census of a scenario found.
+func leftNames(r *Run, scen string) map[string]bool {
+	names := map[string]bool{}
+	for _, res := range r.Results {
+		if res.Scenario == scen {
+			for k := range res.Figures.Left {
+				names[k] = true
+			}
+		}
+	}
+	return names
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -115,10 +116,14 @@ func TestCompare(t *testing.T) {
 
 func TestDifferences(t *testing.T) {
 	res := func(v string, rep int, running, killed, kills float64, left int) *scenario.Result {
+		census := map[string]int{"exe": 2} // a census lists only the names it found
+		if left > 0 {
+			census["threadhog"] = left
+		}
 		return &scenario.Result{Scenario: "frozen", Variant: v, Repeat: rep, Verdict: "pass", Figures: metrics.Figures{
 			OOMKills: int(kills),
 			Extra:    map[string]float64{"running:victim": running, "killed:victim": killed, "exited:hog": 1, "probe:hits": 2},
-			Left:     map[string]int{"threadhog": left, "exe": 2},
+			Left:     census,
 		}}
 	}
 	r := &Run{Results: []*scenario.Result{
@@ -133,6 +138,9 @@ func TestDifferences(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("differences lack %q:\n%s", want, out)
 		}
+	}
+	if !regexp.MustCompile(`left:threadhog +baseline: 1 +patched: 0`).MatchString(out) {
+		t.Errorf("a name missing from a census must count 0:\n%s", out)
 	}
 	for _, not := range []string{"exited:hog", "left:exe", "smoke"} {
 		if strings.Contains(out, not) {

@@ -156,6 +156,7 @@ var Figures = map[string]string{
 	"guest_alive":         "the agent answered after the stress phase (true/false)",
 	"oom_to_freed_p95_ms": "95th percentile of time from OOM invocation to memory freed",
 	"first_kill_s":        "seconds from stress start to the first OOM kill",
+	"kill_to_exit_max_ms": "longest time from a stressor's OOM kill to its exit (the agent reaped it), over the victims that exited",
 }
 
 // FigureFamilies are figures named by a prefix, a colon and a name the
