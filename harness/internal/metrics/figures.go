@@ -29,7 +29,7 @@ type Figures struct {
 	// "Killed process" line -> the agent's exit marker (the whole thread
 	// group gone and waited for).
 	KillToExitMs []float64 `json:"kill_to_exit_ms,omitempty"`
-	GuestAlive       bool           `json:"guest_alive"`
+	GuestAlive   bool      `json:"guest_alive"`
 	// Left counts user-space processes by name when the stress phase
 	// ended (nil: the guest could not be asked).
 	Left map[string]int `json:"left,omitempty"`
