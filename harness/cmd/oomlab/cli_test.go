@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"oomlab/harness/internal/scenario"
 )
 
 var exe string
@@ -154,5 +156,44 @@ func TestSortVariants(t *testing.T) {
 	got := sortVariants(map[string]bool{"patched": true, "patched:3": true, "baseline": true, "patched:10": true, "patched:2": true})
 	if strings.Join(got, ",") != "baseline,patched:2,patched:3,patched:10,patched" {
 		t.Errorf("sortVariants = %v", got)
+	}
+}
+
+func TestPlanVariants(t *testing.T) {
+	smoke := &scenario.Scenario{Name: "smoke", Variants: []string{"baseline", "patched"}}
+	knob := &scenario.Scenario{Name: "knob", Variants: []string{"baseline", "patched:3", "patched"}}
+	onlyBase := &scenario.Scenario{Name: "idle", Variants: []string{"baseline"}}
+	scs := []*scenario.Scenario{smoke, knob, onlyBase}
+	cases := []struct {
+		want  []string
+		all   bool
+		build string
+		runs  map[string]string // scenario -> variants it runs on
+	}{
+		{[]string{"baseline", "patched"}, true, "baseline,patched:3,patched",
+			map[string]string{"smoke": "baseline,patched", "knob": "baseline,patched:3,patched", "idle": "baseline"}},
+		{[]string{"baseline"}, true, "baseline", // all, empty series
+			map[string]string{"smoke": "baseline", "knob": "baseline", "idle": "baseline"}},
+		{[]string{"patched"}, false, "patched",
+			map[string]string{"smoke": "patched", "knob": "patched", "idle": ""}},
+		{[]string{"baseline", "patched:1", "patched:2", "patched"}, false, "baseline,patched:1,patched:2,patched", // bisect of a 3-patch series
+			map[string]string{"smoke": "baseline,patched:1,patched:2,patched", "knob": "baseline,patched:1,patched:2,patched", "idle": "baseline"}},
+	}
+	for _, c := range cases {
+		build, sel := planVariants(scs, c.want, c.all)
+		if strings.Join(build, ",") != c.build {
+			t.Errorf("want %v all=%v: builds %v, want %s", c.want, c.all, build, c.build)
+		}
+		for _, sc := range scs {
+			var got []string
+			for _, v := range build {
+				if sel(sc, v) {
+					got = append(got, v)
+				}
+			}
+			if strings.Join(got, ",") != c.runs[sc.Name] {
+				t.Errorf("want %v all=%v: %s runs %v, want %s", c.want, c.all, sc.Name, got, c.runs[sc.Name])
+			}
+		}
 	}
 }

@@ -212,10 +212,30 @@ func newBuildCmd() *cobra.Command {
 	return c
 }
 
-// parseVariants turns "all", "baseline", "patched", "patched:3,patched" into
-// a list; "all" (baseline and patched, and every patched:N a scenario asks
-// for) leaves out patched while the series is empty.
+// parseVariants turns "all", "bisect", "baseline", "patched",
+// "patched:3,patched" into a list; "all" (baseline and patched, and every
+// patched:N a scenario asks for) leaves out patched while the series is
+// empty; "bisect" is the baseline and every prefix of the series, so that
+// each patch is built and booted on its own.
 func parseVariants(s string, k *kernelFlags) ([]string, error) {
+	if s == "bisect" {
+		_, series, _, err := k.sources()
+		if err != nil {
+			return nil, err
+		}
+		patches, err := kbuild.ReadSeries(series)
+		if err != nil {
+			return nil, &exitError{2, err}
+		}
+		out := []string{"baseline"}
+		for i := 1; i < len(patches); i++ {
+			out = append(out, fmt.Sprintf("patched:%d", i))
+		}
+		if len(patches) > 0 {
+			out = append(out, "patched")
+		}
+		return out, nil
+	}
 	if s == "all" {
 		_, series, _, err := k.sources()
 		if err != nil {
@@ -230,7 +250,7 @@ func parseVariants(s string, k *kernelFlags) ([]string, error) {
 	for _, v := range strings.Split(s, ",") {
 		v = strings.TrimSpace(v)
 		if _, _, err := kbuild.ParseVariant(v); err != nil {
-			return nil, &exitError{2, fmt.Errorf("variant %q: want baseline, patched, patched:N (the first N patches) or all", v)}
+			return nil, &exitError{2, fmt.Errorf("variant %q: want baseline, patched, patched:N (the first N patches), all or bisect", v)}
 		}
 		out = append(out, v)
 	}

@@ -73,16 +73,7 @@ func newRunCmd() *cobra.Command {
 			}
 			// Only build the variants some scenario will run; "all" also
 			// takes the series prefixes (patched:N) scenarios ask for.
-			all := variants == "all"
-			need := map[string]bool{}
-			for _, sc := range scs {
-				for _, v := range sc.Variants {
-					if contains(want, v) || (all && contains(want, "patched") && strings.HasPrefix(v, "patched:")) {
-						need[v] = true
-					}
-				}
-			}
-			vlist := sortVariants(need)
+			vlist, selected := planVariants(scs, want, variants == "all")
 			if len(vlist) == 0 {
 				return &exitError{2, fmt.Errorf("no scenario runs any of the variants %v", want)}
 			}
@@ -115,7 +106,7 @@ func newRunCmd() *cobra.Command {
 					n = repeat
 				}
 				for _, v := range vlist {
-					if !contains(sc.Variants, v) {
+					if !selected(sc, v) {
 						continue
 					}
 					for i := 1; i <= n && ctx.Err() == nil; i++ {
@@ -152,13 +143,36 @@ func newRunCmd() *cobra.Command {
 		},
 	}
 	k.add(c)
-	c.Flags().StringVar(&variants, "variants", "all", "baseline, patched, patched:N (first N patches), a comma list, or all (what each scenario lists)")
+	c.Flags().StringVar(&variants, "variants", "all", "baseline, patched, patched:N (first N patches), a comma list, all (what each scenario lists) or bisect (baseline and every prefix of the series)")
 	c.Flags().IntVar(&repeat, "repeat", 0, "repeats per scenario and variant (default: the scenario's own)")
 	c.Flags().StringVar(&results, "results", "results", "where run directories are created")
 	c.Flags().StringVar(&accel, "accel", "auto", "auto (KVM when it works, else TCG), kvm or tcg")
 	c.Flags().StringVar(&qemu, "qemu", "qemu-system-x86_64", "QEMU binary")
 	c.Flags().StringVar(&binDir, "bin-dir", "", "directory with oomlab-agent and stressors/ (default: next to the oomlab binary)")
 	return c
+}
+
+// planVariants decides which variants each scenario runs on: what the
+// scenario lists and the user asked for (with "all", its patched:N too when
+// the series is not empty), and a prefix of the series asked for by name
+// wherever the whole series runs (smoke on every prefix with --variants
+// bisect). It returns the kernels to build, in reading order.
+func planVariants(scs []*scenario.Scenario, want []string, all bool) ([]string, func(*scenario.Scenario, string) bool) {
+	selected := func(sc *scenario.Scenario, v string) bool {
+		if contains(sc.Variants, v) && (contains(want, v) || (all && contains(want, "patched") && strings.HasPrefix(v, "patched:"))) {
+			return true
+		}
+		return contains(want, v) && strings.HasPrefix(v, "patched:") && contains(sc.Variants, "patched")
+	}
+	need := map[string]bool{}
+	for _, sc := range scs {
+		for _, v := range append(append([]string(nil), sc.Variants...), want...) {
+			if selected(sc, v) {
+				need[v] = true
+			}
+		}
+	}
+	return sortVariants(need), selected
 }
 
 // sortVariants orders variants the way a reader compares them: baseline,
