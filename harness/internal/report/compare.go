@@ -80,7 +80,7 @@ func Compare(w io.Writer, r *Run) {
 
 // Differences prints, per scenario, the figures that differ between its
 // variants: the scenario's own figures (how stressors ended, what probes
-// read, which processes were left) and the kill count, as the mean over
+// read, which processes were left), kills, reaps and handoffs, as the mean over
 // repeats with the range when the repeats disagree. Probes are printed
 // even when they agree, since a scenario adds them to be read.
 func Differences(w io.Writer, r *Run) {
@@ -118,6 +118,8 @@ func Differences(w io.Writer, r *Run) {
 		}
 		f := res.Figures
 		add("oom_kills", float64(f.OOMKills))
+		add("reaped", float64(f.Reaped))
+		add("handed_over", float64(f.HandedOver))
 		for k, v := range f.Extra {
 			add(k, v)
 		}
