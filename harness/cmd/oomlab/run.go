@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -159,10 +160,10 @@ func newRunCmd() *cobra.Command {
 // bisect). It returns the kernels to build, in reading order.
 func planVariants(scs []*scenario.Scenario, want []string, all bool) ([]string, func(*scenario.Scenario, string) bool) {
 	selected := func(sc *scenario.Scenario, v string) bool {
-		if contains(sc.Variants, v) && (contains(want, v) || (all && contains(want, "patched") && strings.HasPrefix(v, "patched:"))) {
+		if slices.Contains(sc.Variants, v) && (slices.Contains(want, v) || (all && slices.Contains(want, "patched") && strings.HasPrefix(v, "patched:"))) {
 			return true
 		}
-		return contains(want, v) && strings.HasPrefix(v, "patched:") && contains(sc.Variants, "patched")
+		return slices.Contains(want, v) && strings.HasPrefix(v, "patched:") && slices.Contains(sc.Variants, "patched")
 	}
 	need := map[string]bool{}
 	for _, sc := range scs {
@@ -193,15 +194,6 @@ func sortVariants(set map[string]bool) []string {
 	}
 	sort.Slice(out, func(i, j int) bool { return rank(out[i]) < rank(out[j]) })
 	return out
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 func randHex(n int) string {

@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -103,7 +104,7 @@ func Differences(w io.Writer, r *Run) {
 			byName[res.Scenario] = s
 			order = append(order, s)
 		}
-		if !containsStr(s.variants, res.Variant) {
+		if !slices.Contains(s.variants, res.Variant) {
 			s.variants = append(s.variants, res.Variant)
 		}
 		add := func(fig string, v float64) {
@@ -197,15 +198,6 @@ func meanRange(xs []float64) string {
 		return fmt.Sprintf("%g", m)
 	}
 	return fmt.Sprintf("%.3g (%g-%g)", m, lo, hi)
-}
-
-func containsStr(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // leftNames is every process name any census of a scenario found.

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -95,7 +96,7 @@ func (st *Step) UnmarshalYAML(unmarshal func(any) error) error {
 
 // RunsOn says whether the step applies to a variant.
 func (st Step) RunsOn(variant string) bool {
-	return len(st.Variants) == 0 || contains(st.Variants, variant)
+	return runsOn(st.Variants, variant)
 }
 
 // Probe reads one number from the guest after the stress phase, before the
@@ -111,7 +112,12 @@ type Probe struct {
 
 // RunsOn says whether the probe applies to a variant.
 func (p Probe) RunsOn(variant string) bool {
-	return len(p.Variants) == 0 || contains(p.Variants, variant)
+	return runsOn(p.Variants, variant)
+}
+
+// runsOn: an empty list means every variant.
+func runsOn(variants []string, variant string) bool {
+	return len(variants) == 0 || slices.Contains(variants, variant)
 }
 
 // StopWhen ends the stress phase early.
@@ -380,7 +386,7 @@ func (s *Scenario) validate() (string, string) {
 		return field, msg
 	}
 	for v, m := range s.ExpectVariant {
-		if !contains(s.Variants, v) {
+		if !slices.Contains(s.Variants, v) {
 			return "$.expect_variant." + v, fmt.Sprintf("expect_variant: variant %q is not in variants %v", v, s.Variants)
 		}
 		if field, msg := s.checkExpect("expect_variant."+v, m); msg != "" {
@@ -392,7 +398,7 @@ func (s *Scenario) validate() (string, string) {
 
 func (s *Scenario) checkVariants(at string, vs []string) (string, string) {
 	for j, v := range vs {
-		if !contains(s.Variants, v) {
+		if !slices.Contains(s.Variants, v) {
 			return fmt.Sprintf("%s.variants[%d]", at, j), fmt.Sprintf("%s: variant %q is not in variants %v", strings.TrimPrefix(at, "$."), v, s.Variants)
 		}
 	}
@@ -551,13 +557,4 @@ func LoadDir(fsys fs.FS, dir string) (map[string]*Scenario, error) {
 		out[s.Name] = s
 	}
 	return out, nil
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
