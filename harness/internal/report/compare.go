@@ -9,7 +9,6 @@ import (
 	"text/tabwriter"
 
 	"oomlab/harness/internal/metrics"
-	"oomlab/harness/internal/scenario"
 )
 
 // Summary is one scenario x variant over all its repeats.
@@ -85,22 +84,32 @@ func Compare(w io.Writer, r *Run) {
 // repeats with the range when the repeats disagree. Probes are printed
 // even when they agree, since a scenario adds them to be read.
 func Differences(w io.Writer, r *Run) {
-	type cell struct{ vals []float64 }
 	type scen struct {
 		name     string
 		variants []string
-		figs     map[string]map[string]*cell // figure -> variant -> values
+		figs     map[string]map[string][]float64 // figure -> variant -> values
+	}
+	// A census lists the names it found: any other name that a census of
+	// the same scenario found had 0 processes in that run, which is the
+	// figure a scenario cares about.
+	leftNames := map[string]map[string]bool{} // scenario -> process names
+	for _, res := range r.Results {
+		for k := range res.Figures.Left {
+			if leftNames[res.Scenario] == nil {
+				leftNames[res.Scenario] = map[string]bool{}
+			}
+			leftNames[res.Scenario][k] = true
+		}
 	}
 	var order []*scen
 	byName := map[string]*scen{}
-	censused := map[*scenario.Result]bool{}
 	for _, res := range r.Results {
 		if res.Verdict == "error" {
 			continue
 		}
 		s := byName[res.Scenario]
 		if s == nil {
-			s = &scen{name: res.Scenario, figs: map[string]map[string]*cell{}}
+			s = &scen{name: res.Scenario, figs: map[string]map[string][]float64{}}
 			byName[res.Scenario] = s
 			order = append(order, s)
 		}
@@ -109,13 +118,9 @@ func Differences(w io.Writer, r *Run) {
 		}
 		add := func(fig string, v float64) {
 			if s.figs[fig] == nil {
-				s.figs[fig] = map[string]*cell{}
+				s.figs[fig] = map[string][]float64{}
 			}
-			if s.figs[fig][res.Variant] == nil {
-				s.figs[fig][res.Variant] = &cell{}
-			}
-			c := s.figs[fig][res.Variant]
-			c.vals = append(c.vals, v)
+			s.figs[fig][res.Variant] = append(s.figs[fig][res.Variant], v)
 		}
 		f := res.Figures
 		add("oom_kills", float64(f.OOMKills))
@@ -125,26 +130,9 @@ func Differences(w io.Writer, r *Run) {
 			add(k, v)
 		}
 		if f.Left != nil {
-			censused[res] = true
-		}
-	}
-	// A census lists the names it found: any other name had 0 processes
-	// in that run, which is the figure a scenario cares about.
-	for _, res := range r.Results {
-		if !censused[res] {
-			continue
-		}
-		s := byName[res.Scenario]
-		for k := range leftNames(r, res.Scenario) {
-			if s.figs["left:"+k] == nil {
-				s.figs["left:"+k] = map[string]*cell{}
+			for k := range leftNames[res.Scenario] {
+				add("left:"+k, float64(f.Left[k]))
 			}
-			c := s.figs["left:"+k][res.Variant]
-			if c == nil {
-				c = &cell{}
-				s.figs["left:"+k][res.Variant] = c
-			}
-			c.vals = append(c.vals, float64(res.Figures.Left[k]))
 		}
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
@@ -162,10 +150,9 @@ func Differences(w io.Writer, r *Run) {
 			row := make([]string, len(s.variants))
 			same := true
 			for i, v := range s.variants {
-				c := s.figs[k][v]
 				row[i] = "-"
-				if c != nil {
-					row[i] = meanRange(c.vals)
+				if vals := s.figs[k][v]; len(vals) > 0 {
+					row[i] = meanRange(vals)
 				}
 				if row[i] != row[0] {
 					same = false
@@ -198,17 +185,4 @@ func meanRange(xs []float64) string {
 		return fmt.Sprintf("%g", m)
 	}
 	return fmt.Sprintf("%.3g (%g-%g)", m, lo, hi)
-}
-
-// leftNames is every process name any census of a scenario found.
-func leftNames(r *Run, scen string) map[string]bool {
-	names := map[string]bool{}
-	for _, res := range r.Results {
-		if res.Scenario == scen {
-			for k := range res.Figures.Left {
-				names[k] = true
-			}
-		}
-	}
-	return names
 }
