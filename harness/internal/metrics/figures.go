@@ -38,15 +38,47 @@ type Figures struct {
 	Extra map[string]float64 `json:"extra,omitempty"`
 }
 
+// KillCounter counts OOM kills the way the figures do, one event at a
+// time, so that a live stop condition and the final figures agree:
+// memory.oom.group kills print the chosen victim a second time from the
+// group walk (6.12 and earlier), which is one task and one kill within an
+// OOM event.
+type KillCounter struct {
+	Kills     int
+	killedNow map[int]bool // victims of the current OOM event
+}
+
+// Add takes the next event and says whether it is a new kill.
+func (k *KillCounter) Add(e console.Event) bool {
+	switch e.Kind {
+	case console.OOMInvoked:
+		k.killedNow = nil
+	case console.OOMKill:
+		if e.PID != nil {
+			if k.killedNow[*e.PID] {
+				return false
+			}
+			if k.killedNow == nil {
+				k.killedNow = map[int]bool{}
+			}
+			k.killedNow[*e.PID] = true
+		}
+		k.Kills++
+		return true
+	}
+	return false
+}
+
 // Compute derives the figures from the events of one run. stressStart is
 // the console timestamp of the stress-start marker, if one was seen.
 func Compute(events []console.Event, stressStart *float64) Figures {
 	f := Figures{ByKind: map[string]int{}}
 	var lastInvoked *float64
 	invokedFor := map[int]float64{} // victim pid -> time of the OOM invocation that killed it
-	killedNow := map[int]bool{}     // victims of the current OOM event
 	killedAt := map[int]float64{}   // victim pid -> time of its kill line
+	var kills KillCounter
 	for _, e := range events {
+		newKill := kills.Add(e)
 		f.ByKind[string(e.Kind)]++
 		if e.Kind.IsLockup() {
 			f.Lockups++
@@ -55,17 +87,10 @@ func Compute(events []console.Event, stressStart *float64) Figures {
 		case "oom_invoked":
 			f.OOMEvents++
 			lastInvoked = e.Time
-			killedNow = map[int]bool{}
 		case "oom_kill":
-			// memory.oom.group kills print the chosen victim a second
-			// time from the group walk (6.12 and earlier): one task, one
-			// kill, within an OOM event.
-			if e.PID != nil {
-				if killedNow[*e.PID] {
-					f.ByKind["oom_kill_repeated"]++
-					continue
-				}
-				killedNow[*e.PID] = true
+			if !newKill {
+				f.ByKind["oom_kill_repeated"]++
+				continue
 			}
 			f.OOMKills++
 			if e.Time != nil && stressStart != nil && f.FirstKillSeconds == nil {

@@ -108,6 +108,14 @@ func TestOOMGroupRepeatedVictim(t *testing.T) {
 	if f.OOMEvents != 2 || f.OOMKills != 4 || f.ByKind["oom_kill_repeated"] != 1 || f.KillsPerOOMEvent != 2 {
 		t.Errorf("events %d kills %d repeated %d kills/event %g", f.OOMEvents, f.OOMKills, f.ByKind["oom_kill_repeated"], f.KillsPerOOMEvent)
 	}
+	// The runner's live count (stop_when) is the same count.
+	var k KillCounter
+	for _, e := range evs {
+		k.Add(e)
+	}
+	if k.Kills != f.OOMKills {
+		t.Errorf("live kill count %d, figures %d", k.Kills, f.OOMKills)
+	}
 }
 
 func TestKillToExit(t *testing.T) {

@@ -137,7 +137,7 @@ type eventLog struct {
 	mu          sync.Mutex
 	parser      *console.Parser
 	events      []console.Event
-	kills       int
+	kills       metrics.KillCounter // as the figures count them, for stop_when
 	stressStart *float64
 }
 
@@ -145,9 +145,7 @@ func (l *eventLog) line(b []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, e := range l.parser.Feed(b) {
-		if e.Kind == "oom_kill" {
-			l.kills++
-		}
+		l.kills.Add(e)
 		l.events = append(l.events, e)
 	}
 	if l.stressStart == nil && bytes.Contains(b, []byte("oomlab: stress start")) {
@@ -162,7 +160,7 @@ func (l *eventLog) line(b []byte) {
 func (l *eventLog) killCount() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.kills
+	return l.kills.Kills
 }
 
 func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int, r *Result) error {
