@@ -365,14 +365,19 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 // time is reported by the figures, not waited for.
 const stepTimeout = 30 * time.Second
 
-func runStep(ctx context.Context, c *guest.Client, phase string, st Step, at time.Duration) StepResult {
+// stepOutput runs one small agent command within stepTimeout.
+func stepOutput(ctx context.Context, c *guest.Client, cmd string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
 	defer cancel()
+	return c.Output(ctx, cmd)
+}
+
+func runStep(ctx context.Context, c *guest.Client, phase string, st Step, at time.Duration) StepResult {
 	res := StepResult{Phase: phase, Command: st.Command, Tolerate: st.MayFail}
 	if phase == "action" {
 		res.AtS = at.Seconds()
 	}
-	out, err := c.Output(ctx, st.Command)
+	out, err := stepOutput(ctx, c, st.Command)
 	res.Output = tail(string(out), 1024)
 	if err != nil {
 		res.Error = err.Error()
@@ -407,9 +412,7 @@ func runActions(ctx context.Context, c *guest.Client, sc *Scenario, variant stri
 
 // census counts user-space processes by name (kernel threads left out).
 func census(ctx context.Context, c *guest.Client) map[string]int {
-	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
-	defer cancel()
-	out, err := c.Output(ctx, "ps")
+	out, err := stepOutput(ctx, c, "ps")
 	if err != nil {
 		return nil
 	}
@@ -429,9 +432,7 @@ func census(ctx context.Context, c *guest.Client) map[string]int {
 
 // probe runs a probe's command and reads its number.
 func probe(ctx context.Context, c *guest.Client, p Probe) (float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
-	defer cancel()
-	out, err := c.Output(ctx, p.Command)
+	out, err := stepOutput(ctx, c, p.Command)
 	if err != nil {
 		return 0, err
 	}
