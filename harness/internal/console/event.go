@@ -32,13 +32,18 @@ const (
 	// pid=N comm=C signal=KILL"), so that a victim's exit shares the
 	// kernel's clock with its kill.
 	TaskExit Kind = "task_exit"
+	// StressStart is oomlab's own marker, written to /dev/kmsg by the
+	// runner when the stress phase starts ("oomlab: stress start <run>"),
+	// so that figures like the time to the first kill use the kernel's
+	// clock.
+	StressStart Kind = "stress_start"
 )
 
 // AllKinds lists every Kind the parser can emit.
 var AllKinds = []Kind{
 	OOMInvoked, OOMKill, OOMReaped, OOMReapFailed, HandedOver,
 	SoftLockup, HardLockup, RCUStall, HungTask,
-	Panic, Bug, Warning, TaskExit,
+	Panic, Bug, Warning, TaskExit, StressStart,
 }
 
 // IsLockup reports whether k means that a CPU or a task made no progress.

@@ -45,9 +45,6 @@ type Parser struct {
 // NewParser returns a Parser at line 0.
 func NewParser() *Parser { return &Parser{} }
 
-// Line returns the number of lines fed so far.
-func (p *Parser) Line() int { return p.line }
-
 // Feed parses one line (without its trailing newline) and returns the
 // events it completes, usually none. Events may refer to an earlier line:
 // a 4.x victim selection whose "Killed process" line never came is

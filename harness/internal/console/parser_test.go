@@ -177,6 +177,19 @@ func TestRecognisers(t *testing.T) {
 			},
 		},
 		{
+			name: "oomlab stress start marker; a mention is not one",
+			lines: []string{
+				"[    4.250000][   T70] oomlab: stress start smoke-baseline-1",
+				"[    5.000000] oomlab: stress start",
+				"[    6.000000] note: oomlab: stress start x",
+				"oomlab: stress start a b",
+			},
+			want: []want{
+				{kind: StressStart, line: 1, time: f64(4.25), fields: map[string]string{"run": "smoke-baseline-1"}},
+				{kind: StressStart, line: 2, time: f64(5)},
+			},
+		},
+		{
 			name: "soft lockup: message pid wins over caller, comm with colons",
 			lines: []string{
 				"[ 48.1][    T5] watchdog: BUG: soft lockup - CPU#3 stuck for 22s! [kworker/3:1H:120]",
@@ -373,7 +386,7 @@ func TestContextBounded(t *testing.T) {
 }
 
 func TestKinds(t *testing.T) {
-	if len(AllKinds) != 13 {
+	if len(AllKinds) != 14 {
 		t.Fatalf("AllKinds has %d kinds", len(AllKinds))
 	}
 	seen := map[Kind]bool{}

@@ -97,6 +97,10 @@ var rules = []rule{
 	{kind: TaskExit, needle: "oomlab-agent: exit",
 		re: re(`^oomlab-agent: exit pid=(?P<pid>\d+) comm=(?P<comm>\S*) (?:signal=(?P<signal>[A-Z0-9]+)|status=(?P<status>\d+))$`)},
 
+	// oomlab's runner: the stress phase starts.
+	{kind: StressStart, needle: "oomlab: stress start",
+		re: re(`^oomlab: stress start(?: (?P<run>\S+))?$`)},
+
 	// kernel/watchdog.c watchdog_timer_fn(), all versions.
 	{kind: SoftLockup, needle: "soft lockup",
 		re: re(`^` + watchdogPrefix + `BUG: soft lockup - CPU#(?P<cpu>\d+) stuck for (?P<stuck_seconds>\d+)s! \[(?P<comm>.*):(?P<pid>\d+)\]`)},
