@@ -3,11 +3,11 @@ package main
 import (
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"oomlab/harness/internal/metrics"
 	"oomlab/harness/internal/scenario"
 )
 
@@ -19,21 +19,12 @@ func newListCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			if fields {
-				var n []string
-				for k := range scenario.Figures {
-					n = append(n, k)
+				for _, k := range metrics.Names() {
+					fmt.Printf("%-22s %s\n", k, metrics.Lookup(k).Doc)
 				}
-				sort.Strings(n)
-				for _, k := range n {
-					fmt.Printf("%-22s %s\n", k, scenario.Figures[k])
-				}
-				n = n[:0]
-				for k := range scenario.FigureFamilies {
-					n = append(n, k)
-				}
-				sort.Strings(n)
-				for _, k := range n {
-					fmt.Printf("%-22s %s\n", k+":<name>", scenario.FigureFamilies[k])
+				for _, k := range metrics.FamilyNames() {
+					fam, _ := metrics.FamilyOf(k + ":")
+					fmt.Printf("%-22s %s\n", k+":<name>", fam.Doc)
 				}
 				return nil
 			}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"oomlab/harness/internal/report"
+	"oomlab/harness/internal/results"
 )
 
 func newReportCmd() *cobra.Command {
@@ -17,7 +18,7 @@ func newReportCmd() *cobra.Command {
 		Short: "re-render a run's results: --format text|json|ktap|junit",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			r, err := report.Load(args[0])
+			r, err := results.Load(args[0])
 			if err != nil {
 				return &exitError{2, fmt.Errorf("report: %v", err)}
 			}

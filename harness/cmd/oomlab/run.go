@@ -18,6 +18,7 @@ import (
 	"oomlab"
 	"oomlab/harness/internal/kbuild"
 	"oomlab/harness/internal/report"
+	"oomlab/harness/internal/results"
 	"oomlab/harness/internal/scenario"
 )
 
@@ -33,13 +34,13 @@ var sets = map[string][]string{
 
 func newRunCmd() *cobra.Command {
 	var (
-		k        kernelFlags
-		variants string
-		repeat   int
-		results  string
-		accel    string
-		qemu     string
-		binDir   string
+		k          kernelFlags
+		variants   string
+		repeat     int
+		resultsDir string
+		accel      string
+		qemu       string
+		binDir     string
 	)
 	c := &cobra.Command{
 		Use:   "run [SCENARIO|FILE.yaml|SET...]",
@@ -85,17 +86,17 @@ func newRunCmd() *cobra.Command {
 			}
 
 			id := time.Now().UTC().Format("20060102-150405") + "-" + randHex(3)
-			dir := filepath.Join(results, id)
+			dir := filepath.Join(resultsDir, id)
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return &exitError{2, fmt.Errorf("results directory: %v", err)}
 			}
-			run := &report.Run{Schema: report.SchemaVersion, Version: version, ID: id, Started: time.Now(), Host: hostInfo(qemu)}
+			run := &results.Run{Schema: results.SchemaVersion, Version: version, ID: id, Started: time.Now(), Host: hostInfo(qemu)}
 			env := scenario.Env{Kernels: map[string]string{}, AgentBin: agentBin, Stressors: stressors, QEMU: qemu, Accel: accel, Dir: dir,
 				Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }}
 			for _, v := range vlist {
 				kr := kernels[v]
 				env.Kernels[v] = kr.BzImage
-				run.Kernels = append(run.Kernels, report.Kernel{Variant: v, Release: kr.KernelRelease, Key: kr.Key, Cached: kr.Cached, BzImage: kr.BzImage, SourceID: kr.SourceID})
+				run.Kernels = append(run.Kernels, results.Kernel{Variant: v, Release: kr.KernelRelease, Key: kr.Key, Cached: kr.Cached, BzImage: kr.BzImage, SourceID: kr.SourceID})
 			}
 			if err := report.Save(dir, run); err != nil {
 				return &exitError{2, err}
@@ -116,7 +117,7 @@ func newRunCmd() *cobra.Command {
 						if err := report.Save(dir, run); err != nil {
 							return &exitError{2, err}
 						}
-						fmt.Fprintf(os.Stderr, "%s/%s#%d: %s\n", sc.Name, v, i, strings.ToUpper(res.Verdict))
+						fmt.Fprintf(os.Stderr, "%s/%s#%d: %s\n", sc.Name, v, i, strings.ToUpper(res.Verdict.String()))
 					}
 				}
 			}
@@ -135,9 +136,9 @@ func newRunCmd() *cobra.Command {
 			report.Differences(os.Stdout, run)
 			fmt.Printf("\nresults: %s/run.json\n", dir)
 			switch run.Verdict {
-			case "fail":
+			case results.Fail:
 				return errExpectation
-			case "error":
+			case results.Error:
 				return &exitError{2, fmt.Errorf("some guest runs failed to complete; see %s/run.json", dir)}
 			}
 			return nil
@@ -146,7 +147,7 @@ func newRunCmd() *cobra.Command {
 	k.add(c)
 	c.Flags().StringVar(&variants, "variants", "all", "baseline, patched, patched:N (first N patches), a comma list, all (what each scenario lists) or bisect (baseline and every prefix of the series)")
 	c.Flags().IntVar(&repeat, "repeat", 0, "repeats per scenario and variant (default: the scenario's own)")
-	c.Flags().StringVar(&results, "results", "results", "where run directories are created")
+	c.Flags().StringVar(&resultsDir, "results", "results", "where run directories are created")
 	c.Flags().StringVar(&accel, "accel", "auto", "auto (KVM when it works, else TCG), kvm or tcg")
 	c.Flags().StringVar(&qemu, "qemu", "qemu-system-x86_64", "QEMU binary")
 	c.Flags().StringVar(&binDir, "bin-dir", "", "directory with oomlab-agent and stressors/ (default: next to the oomlab binary)")
@@ -275,8 +276,8 @@ func guestBinaries(dir string) (string, []string, error) {
 	return agentBin, stressors, nil
 }
 
-func hostInfo(qemu string) report.Host {
-	h := report.Host{CPUs: runtime.NumCPU()}
+func hostInfo(qemu string) results.Host {
+	h := results.Host{CPUs: runtime.NumCPU()}
 	h.Name, _ = os.Hostname()
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		h.Kernel = strings.TrimSpace(string(b))

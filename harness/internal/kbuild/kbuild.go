@@ -469,30 +469,6 @@ func store(cache string, m meta, bzImage, config, buildLog string) (*Result, err
 	return r, nil
 }
 
-// writeFileAtomic writes via a temporary file in the same directory + rename.
-func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), name)
-}
-
 // lockFile takes an exclusive flock, polling so that ctx can cancel the
 // wait; waiting is called once if the lock is busy.
 func lockFile(ctx context.Context, path string, waiting func()) (func(), error) {

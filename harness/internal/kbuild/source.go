@@ -17,6 +17,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"oomlab/harness/internal/results"
 )
 
 // source is a resolved kernel source: a pristine tree that is never written
@@ -133,7 +135,7 @@ func fileSHA256(cacheDir, path string) (string, error) {
 	sum := hex.EncodeToString(h.Sum(nil))
 	m := hashMemo{Path: path, Size: st.Size(), Mtime: st.ModTime().UnixNano(), Ino: ino, Hash: sum}
 	if data, err := json.Marshal(m); err == nil {
-		_ = writeFileAtomic(memoPath, data, 0o644) // only an optimisation
+		_ = results.WriteFile(memoPath, data, 0o644) // only an optimisation
 	}
 	return sum, nil
 }

@@ -1,17 +1,24 @@
-// Package metrics turns one run's console events into the figures oomlab
-// reports (kills, kills per OOM event, OOM-to-freed latency, lockups by
-// class), and evaluates scenario expectations against them.
+// Package metrics makes the figures of a guest run and checks a scenario's
+// expectations against them.
+//
+// Every figure is defined once, in the table (table.go): its name (used by
+// expectations, run.json and the reports), unit, one-line doc, the field of
+// the JSON figures it is read from, and how its value is read. Compute is
+// the one place where the figures are made from the facts of a run (console
+// events, census, stressor exits, probes, boot and stress time, whether the
+// guest answered); Evaluate (expect.go) checks conditions on them.
 package metrics
 
 import (
 	"math"
 	"sort"
-	"strings"
+	"time"
 
 	"oomlab/harness/internal/console"
 )
 
-// Figures are the numbers of one guest run.
+// Figures are the numbers of one guest run, as run.json records them. Each
+// JSON field is read by some row of the figure table.
 type Figures struct {
 	BootSeconds      float64        `json:"boot_s"`     // QEMU start -> agent answered over SSH
 	StressSeconds    float64        `json:"stress_s"`   // length of the stress phase
@@ -36,6 +43,33 @@ type Figures struct {
 	// Extra holds the figures a scenario names itself: "killed:<stressor>",
 	// "running:", "exited:", "failed:" and "probe:<name>".
 	Extra map[string]float64 `json:"extra,omitempty"`
+}
+
+// Facts is everything a guest run observed that figures are made from.
+type Facts struct {
+	// Events are the console events of the run, in order. The first
+	// stress_start marker among them is the start of the stress phase on
+	// the console clock.
+	Events     []console.Event
+	Boot       time.Duration // QEMU start -> agent answered
+	Stress     time.Duration // length of the stress phase
+	GuestAlive bool          // the agent answered after the stress phase
+	// Left is the census: user-space processes by name when the stress
+	// phase ended; nil when the guest could not be asked.
+	Left map[string]int
+	// Stressors names every stressor of the scenario, so that each has its
+	// killed/running/exited/failed figures, 0 when no instance ended so.
+	Stressors []string
+	Exits     []Exit             // how each stressor instance ended
+	Probes    map[string]float64 // what each probe read, by probe name
+}
+
+// Exit is how one stressor instance ended.
+type Exit struct {
+	Name     string // the stressor's name
+	ExitCode int
+	Signal   string // "" when it exited
+	Running  bool   // still running when the stress phase ended
 }
 
 // KillCounter counts OOM kills the way the figures do, one event at a
@@ -69,25 +103,45 @@ func (k *KillCounter) Add(e console.Event) bool {
 	return false
 }
 
-// Compute derives the figures from the events of one run. stressStart is
-// the console timestamp of the stress-start marker, if one was seen.
-func Compute(events []console.Event, stressStart *float64) Figures {
+// Compute makes the figures of one run from its facts.
+func Compute(in Facts) Figures {
+	f := fromEvents(in.Events)
+	f.BootSeconds = in.Boot.Seconds()
+	f.StressSeconds = in.Stress.Seconds()
+	f.GuestAlive = in.GuestAlive
+	f.Left = in.Left
+	f.Extra = stressorFigures(in.Stressors, in.Exits)
+	for k, v := range in.Probes {
+		f.Extra["probe:"+k] = v
+	}
+	return f
+}
+
+// fromEvents makes the figures the console shows.
+func fromEvents(evs []console.Event) Figures {
 	f := Figures{ByKind: map[string]int{}}
-	var lastInvoked *float64
+	var stressStart, lastInvoked *float64
 	invokedFor := map[int]float64{} // victim pid -> time of the OOM invocation that killed it
 	killedAt := map[int]float64{}   // victim pid -> time of its kill line
 	var kills KillCounter
-	for _, e := range events {
+	for _, e := range evs {
+		if e.Kind == console.StressStart {
+			// The runner's own marker: a time, not a finding to count.
+			if stressStart == nil {
+				stressStart = e.Time
+			}
+			continue
+		}
 		newKill := kills.Add(e)
 		f.ByKind[string(e.Kind)]++
 		if e.Kind.IsLockup() {
 			f.Lockups++
 		}
 		switch e.Kind {
-		case "oom_invoked":
+		case console.OOMInvoked:
 			f.OOMEvents++
 			lastInvoked = e.Time
-		case "oom_kill":
+		case console.OOMKill:
 			if !newKill {
 				f.ByKind["oom_kill_repeated"]++
 				continue
@@ -103,14 +157,14 @@ func Compute(events []console.Event, stressStart *float64) Figures {
 			if e.PID != nil && e.Time != nil {
 				killedAt[*e.PID] = *e.Time
 			}
-		case "task_exit":
+		case console.TaskExit:
 			if e.PID != nil && e.Time != nil {
 				if t, ok := killedAt[*e.PID]; ok {
 					f.KillToExitMs = append(f.KillToExitMs, (*e.Time-t)*1000)
 					delete(killedAt, *e.PID)
 				}
 			}
-		case "oom_reaped":
+		case console.OOMReaped:
 			f.Reaped++
 			if e.PID != nil && e.Time != nil {
 				if t, ok := invokedFor[*e.PID]; ok {
@@ -118,9 +172,9 @@ func Compute(events []console.Event, stressStart *float64) Figures {
 					delete(invokedFor, *e.PID)
 				}
 			}
-		case "oom_reap_failed":
+		case console.OOMReapFailed:
 			f.ReapFailed++
-		case "handed_over":
+		case console.HandedOver:
 			// Not a latency: the line is printed when the OOM reaper looks,
 			// OOM_REAPER_DELAY after the kill, however early the exit path
 			// freed the memory.
@@ -133,78 +187,42 @@ func Compute(events []console.Event, stressStart *float64) Figures {
 	return f
 }
 
+// stressorFigures counts, per stressor, how its instances ended.
+func stressorFigures(names []string, exits []Exit) map[string]float64 {
+	m := map[string]float64{}
+	for _, n := range names {
+		for _, fam := range []string{"killed", "running", "exited", "failed"} {
+			m[fam+":"+n] = 0
+		}
+	}
+	for _, e := range exits {
+		switch {
+		case e.Running:
+			m["running:"+e.Name]++
+		case e.Signal == "KILL":
+			m["killed:"+e.Name]++
+		case e.Signal == "" && e.ExitCode == 0:
+			m["exited:"+e.Name]++
+		case e.Signal == "":
+			m["failed:"+e.Name]++
+		}
+	}
+	return m
+}
+
 // Findings counts everything that should never happen on a healthy guest.
 func (f Figures) Findings() int {
 	return f.Lockups + f.ByKind["panic"] + f.ByKind["bug"] + f.ByKind["warning"]
 }
 
-// Value returns a figure by its scenario name (see scenario.Figures), and
+// Value returns a figure by its name (a table row, or family:name), and
 // whether it is defined for this run.
 func (f Figures) Value(name string) (float64, bool) {
-	b := func(v bool) float64 {
-		if v {
-			return 1
-		}
-		return 0
+	if fig := Lookup(name); fig != nil {
+		return fig.Value(&f)
 	}
-	if fam, n, ok := strings.Cut(name, ":"); ok {
-		if fam == "left" {
-			if f.Left == nil {
-				return 0, false
-			}
-			return float64(f.Left[n]), true
-		}
-		v, ok := f.Extra[name]
-		return v, ok
-	}
-	switch name {
-	case "oom_events":
-		return float64(f.OOMEvents), true
-	case "oom_kills":
-		return float64(f.OOMKills), true
-	case "kills_per_oom_event":
-		return f.KillsPerOOMEvent, f.OOMEvents > 0
-	case "reaped":
-		return float64(f.Reaped), true
-	case "reap_failed":
-		return float64(f.ReapFailed), true
-	case "handed_over":
-		return float64(f.HandedOver), true
-	case "lockups":
-		return float64(f.Lockups), true
-	case "soft_lockups":
-		return float64(f.ByKind["soft_lockup"]), true
-	case "hard_lockups":
-		return float64(f.ByKind["hard_lockup"]), true
-	case "rcu_stalls":
-		return float64(f.ByKind["rcu_stall"]), true
-	case "hung_tasks":
-		return float64(f.ByKind["hung_task"]), true
-	case "panics":
-		return float64(f.ByKind["panic"]), true
-	case "bugs":
-		return float64(f.ByKind["bug"]), true
-	case "warnings":
-		return float64(f.ByKind["warning"]), true
-	case "findings":
-		return float64(f.Findings()), true
-	case "guest_alive":
-		return b(f.GuestAlive), true
-	case "oom_to_freed_p95_ms":
-		if len(f.OOMToFreedMs) == 0 {
-			return 0, false
-		}
-		return Quantile(f.OOMToFreedMs, 0.95), true
-	case "kill_to_exit_max_ms":
-		if len(f.KillToExitMs) == 0 {
-			return 0, false
-		}
-		return Quantile(f.KillToExitMs, 1), true
-	case "first_kill_s":
-		if f.FirstKillSeconds == nil {
-			return 0, false
-		}
-		return *f.FirstKillSeconds, true
+	if fam, member := FamilyOf(name); fam != nil {
+		return fam.Value(&f, member)
 	}
 	return 0, false
 }

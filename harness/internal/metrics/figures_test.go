@@ -8,7 +8,8 @@ import (
 	"oomlab/harness/internal/console"
 )
 
-const log = `[   10.000000] memhog invoked oom-killer: gfp_mask=0x140dca(GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO), order=0, oom_score_adj=0
+const log = `[    4.000000] oomlab: stress start t-baseline-1
+[   10.000000] memhog invoked oom-killer: gfp_mask=0x140dca(GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO), order=0, oom_score_adj=0
 [   10.100000] Out of memory: Killed process 70 (idlevictim) total-vm:170000kB, anon-rss:163840kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:400kB oom_score_adj:1000
 [   12.300000] oom_reaper: reaped process 70 (idlevictim), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB
 [   13.000000] memhog invoked oom-killer: gfp_mask=0x140dca(GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO), order=0, oom_score_adj=0
@@ -19,7 +20,9 @@ const log = `[   10.000000] memhog invoked oom-killer: gfp_mask=0x140dca(GFP_HIG
 [   21.000000] rcu: Hierarchical RCU implementation.
 `
 
-func events(t *testing.T) []console.Event {
+func events(t *testing.T) []console.Event { return scan(t, log) }
+
+func scan(t *testing.T, log string) []console.Event {
 	t.Helper()
 	var evs []console.Event
 	if err := console.Scan(strings.NewReader(log), func(e console.Event) error {
@@ -32,8 +35,7 @@ func events(t *testing.T) []console.Event {
 }
 
 func TestCompute(t *testing.T) {
-	start := 4.0
-	f := Compute(events(t), &start)
+	f := Compute(Facts{Events: events(t)})
 	if f.OOMEvents != 2 || f.OOMKills != 3 || f.Reaped != 1 || f.HandedOver != 1 || f.Lockups != 1 {
 		t.Fatalf("counts wrong: %+v", f)
 	}
@@ -61,7 +63,7 @@ func TestCompute(t *testing.T) {
 }
 
 func TestComputeEmpty(t *testing.T) {
-	f := Compute(nil, nil)
+	f := Compute(Facts{})
 	if f.OOMKills != 0 || f.FirstKillSeconds != nil {
 		t.Errorf("%+v", f)
 	}
@@ -103,7 +105,7 @@ func TestOOMGroupRepeatedVictim(t *testing.T) {
 `
 	var evs []console.Event
 	console.Scan(strings.NewReader(group), func(e console.Event) error { evs = append(evs, e); return nil })
-	f := Compute(evs, nil)
+	f := Compute(Facts{Events: evs})
 	// The second event's kill of pid 54 counts: another event, another kill.
 	if f.OOMEvents != 2 || f.OOMKills != 4 || f.ByKind["oom_kill_repeated"] != 1 || f.KillsPerOOMEvent != 2 {
 		t.Errorf("events %d kills %d repeated %d kills/event %g", f.OOMEvents, f.OOMKills, f.ByKind["oom_kill_repeated"], f.KillsPerOOMEvent)
@@ -127,7 +129,7 @@ func TestKillToExit(t *testing.T) {
 `
 	var evs []console.Event
 	console.Scan(strings.NewReader(l), func(e console.Event) error { evs = append(evs, e); return nil })
-	f := Compute(evs, nil)
+	f := Compute(Facts{Events: evs})
 	if len(f.KillToExitMs) != 1 || math.Abs(f.KillToExitMs[0]-750) > 0.01 {
 		t.Errorf("kill to exit = %v, want [750]", f.KillToExitMs)
 	}

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"oomlab/harness/internal/metrics"
+	"oomlab/harness/internal/results"
 )
 
 // Summary is one scenario x variant over all its repeats.
@@ -26,14 +27,14 @@ type Summary struct {
 }
 
 // Summaries groups the results by scenario and variant, in run order.
-func Summaries(r *Run) []Summary {
+func Summaries(r *results.Run) []Summary {
 	var out []Summary
 	for _, g := range groups(r) {
 		s := Summary{Scenario: g.results[0].Scenario, Variant: g.results[0].Variant}
 		for _, res := range g.results {
 			f := res.Figures
 			s.Runs++
-			if res.Verdict == "pass" {
+			if res.Verdict == results.Pass {
 				s.Passed++
 			}
 			if !f.GuestAlive {
@@ -55,7 +56,7 @@ func Summaries(r *Run) []Summary {
 
 // Compare prints baseline and patched side by side, one row per
 // scenario x variant, aggregated over repeats.
-func Compare(w io.Writer, r *Run) {
+func Compare(w io.Writer, r *results.Run) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tVARIANT\tPASS\tLOCKUPS\tDEAD\tKILLS/EV\tREAPED\tHANDED\tREAP FAIL\tOOM->FREED p50 ms\tp95 ms\tN\tKILL->EXIT p50 ms\tmax ms\tN")
 	for _, s := range Summaries(r) {
@@ -79,32 +80,36 @@ func Compare(w io.Writer, r *Run) {
 }
 
 // Differences prints, per scenario, the figures that differ between its
-// variants: the scenario's own figures (how stressors ended, what probes
-// read, which processes were left), kills, reaps and handoffs, as the mean over
-// repeats with the range when the repeats disagree. Probes are printed
-// even when they agree, since a scenario adds them to be read.
-func Differences(w io.Writer, r *Run) {
+// variants: those of the figure table marked for comparison (kills, reaps,
+// handoffs) and every family figure (how stressors ended, what probes read,
+// which processes were left), as the mean over repeats with the range when
+// the repeats disagree. Probes are printed even when they agree, since a
+// scenario adds them to be read.
+func Differences(w io.Writer, r *results.Run) {
 	type scen struct {
 		name     string
 		variants []string
 		figs     map[string]map[string][]float64 // figure -> variant -> values
 	}
-	// A census lists the names it found: any other name that a census of
-	// the same scenario found had 0 processes in that run, which is the
-	// figure a scenario cares about.
-	leftNames := map[string]map[string]bool{} // scenario -> process names
+	// The members of each family a scenario's runs have figures for: a
+	// census lists only the names it found, and any other name that a
+	// census of the same scenario found had 0 processes in that run, which
+	// is the figure a scenario cares about.
+	members := map[string]map[string]bool{} // scenario -> "family:name"
 	for _, res := range r.Results {
-		for k := range res.Figures.Left {
-			if leftNames[res.Scenario] == nil {
-				leftNames[res.Scenario] = map[string]bool{}
+		for _, fam := range metrics.Families {
+			for _, n := range fam.Members(&res.Figures) {
+				if members[res.Scenario] == nil {
+					members[res.Scenario] = map[string]bool{}
+				}
+				members[res.Scenario][fam.Name+":"+n] = true
 			}
-			leftNames[res.Scenario][k] = true
 		}
 	}
 	var order []*scen
 	byName := map[string]*scen{}
 	for _, res := range r.Results {
-		if res.Verdict == "error" {
+		if res.Verdict == results.Error {
 			continue
 		}
 		s := byName[res.Scenario]
@@ -122,16 +127,15 @@ func Differences(w io.Writer, r *Run) {
 			}
 			s.figs[fig][res.Variant] = append(s.figs[fig][res.Variant], v)
 		}
-		f := res.Figures
-		add("oom_kills", float64(f.OOMKills))
-		add("reaped", float64(f.Reaped))
-		add("handed_over", float64(f.HandedOver))
-		for k, v := range f.Extra {
-			add(k, v)
+		f := &res.Figures
+		for _, fig := range metrics.Table {
+			if v, ok := fig.Value(f); fig.Compare && ok {
+				add(fig.Name, v)
+			}
 		}
-		if f.Left != nil {
-			for k := range leftNames[res.Scenario] {
-				add("left:"+k, float64(f.Left[k]))
+		for name := range members[res.Scenario] {
+			if v, ok := f.Value(name); ok {
+				add(name, v)
 			}
 		}
 	}

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"oomlab/harness/internal/metrics"
+	"oomlab/harness/internal/results"
 )
 
 // JUnit XML, the dialect Jenkins, GitLab and GitHub test reporters read:
@@ -23,6 +26,7 @@ type junitSuite struct {
 	Tests    int         `xml:"tests,attr"`
 	Failures int         `xml:"failures,attr"`
 	Errors   int         `xml:"errors,attr"`
+	Skipped  int         `xml:"skipped,attr,omitempty"`
 	Time     float64     `xml:"time,attr"`
 	Cases    []junitCase `xml:"testcase"`
 }
@@ -31,6 +35,7 @@ type junitCase struct {
 	Name      string        `xml:"name,attr"`
 	Classname string        `xml:"classname,attr"`
 	Time      float64       `xml:"time,attr"`
+	Skipped   *struct{}     `xml:"skipped,omitempty"`
 	Failure   *junitProblem `xml:"failure,omitempty"`
 	Error     *junitProblem `xml:"error,omitempty"`
 	SystemOut string        `xml:"system-out,omitempty"`
@@ -42,24 +47,25 @@ type junitProblem struct {
 }
 
 // JUnit writes the run as JUnit XML.
-func JUnit(w io.Writer, r *Run) error {
+func JUnit(w io.Writer, r *results.Run) error {
 	out := junitSuites{Name: "oomlab " + r.ID}
 	for _, g := range groups(r) {
 		s := junitSuite{Name: g.name}
 		for _, res := range g.results {
-			f := res.Figures
 			c := junitCase{
 				Name:      fmt.Sprintf("repeat-%d", res.Repeat),
 				Classname: g.name,
 				Time:      res.WallS,
-				SystemOut: fmt.Sprintf("console: %s\noom_events=%d oom_kills=%d reaped=%d handed_over=%d reap_failed=%d lockups=%d boot_s=%.2f guest_alive=%v",
-					res.Console, f.OOMEvents, f.OOMKills, f.Reaped, f.HandedOver, f.ReapFailed, f.Lockups, f.BootSeconds, f.GuestAlive),
+				SystemOut: "console: " + res.Console + "\n" + junitSummary(&res.Figures),
 			}
 			switch res.Verdict {
-			case "fail":
+			case results.Skip:
+				c.Skipped = &struct{}{}
+				s.Skipped++
+			case results.Fail:
 				c.Failure = &junitProblem{Message: res.Failures[0], Body: strings.Join(res.Failures, "\n")}
 				s.Failures++
-			case "error":
+			case results.Error:
 				c.Error = &junitProblem{Message: res.Error, Body: res.Error}
 				s.Errors++
 			}
@@ -82,4 +88,15 @@ func JUnit(w io.Writer, r *Run) error {
 	}
 	_, err := io.WriteString(w, "\n")
 	return err
+}
+
+// junitSummary is the figures of the one-line summary, read from the
+// figure table: "oom_events=1 oom_kills=1 ... guest_alive=true".
+func junitSummary(f *metrics.Figures) string {
+	var parts []string
+	for _, fig := range metrics.Summary() {
+		v, _ := fig.Value(f)
+		parts = append(parts, fig.Name+"="+fig.Format(v))
+	}
+	return strings.Join(parts, " ")
 }

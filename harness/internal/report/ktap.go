@@ -5,16 +5,17 @@ import (
 	"io"
 	"strings"
 
-	"oomlab/harness/internal/scenario"
+	"oomlab/harness/internal/metrics"
+	"oomlab/harness/internal/results"
 )
 
 // group is all repeats of one scenario on one variant, in run order.
 type group struct {
 	name    string // scenario.variant
-	results []*scenario.Result
+	results []*results.Result
 }
 
-func groups(r *Run) []group {
+func groups(r *results.Run) []group {
 	var out []group
 	idx := map[string]int{}
 	for _, res := range r.Results {
@@ -37,23 +38,23 @@ func ktapText(s string) string {
 
 // KTAP writes the run as KTAP version 1 (Documentation/dev-tools/ktap.rst):
 // one subtest per scenario x variant, with one test line per repeat.
-func KTAP(w io.Writer, r *Run) {
+func KTAP(w io.Writer, r *results.Run) {
 	gs := groups(r)
 	fmt.Fprintf(w, "KTAP version 1\n# oomlab %s run %s\n1..%d\n", r.Version, r.ID, len(gs))
 	for i, g := range gs {
 		fmt.Fprintf(w, "    KTAP version 1\n    # Subtest: %s\n    1..%d\n", g.name, len(g.results))
 		ok := true
 		for j, res := range g.results {
-			f := res.Figures
-			fmt.Fprintf(w, "    # repeat %d: %d OOM events, %d kills, %d reaped, %d handed over, %d lockups, boot %.2fs, alive %v\n",
-				res.Repeat, f.OOMEvents, f.OOMKills, f.Reaped, f.HandedOver, f.Lockups, f.BootSeconds, f.GuestAlive)
+			fmt.Fprintf(w, "    # repeat %d: %s\n", res.Repeat, ktapSummary(&res.Figures))
 			for _, msg := range res.Failures {
 				fmt.Fprintf(w, "    # %s\n", ktapText(msg))
 			}
 			switch res.Verdict {
-			case "pass":
+			case results.Pass:
 				fmt.Fprintf(w, "    ok %d repeat-%d\n", j+1, res.Repeat)
-			case "error":
+			case results.Skip:
+				fmt.Fprintf(w, "    ok %d repeat-%d # SKIP\n", j+1, res.Repeat)
+			case results.Error:
 				ok = false
 				fmt.Fprintf(w, "    not ok %d repeat-%d # error: %s\n", j+1, res.Repeat, ktapText(res.Error))
 			default:
@@ -67,4 +68,22 @@ func KTAP(w io.Writer, r *Run) {
 		}
 		fmt.Fprintf(w, "%s %d %s\n", status, i+1, g.name)
 	}
+}
+
+// ktapSummary is the figures of the one-line summary, read from the
+// figure table: "1 OOM events, 1 kills, ..., boot 2.10s, alive true".
+func ktapSummary(f *metrics.Figures) string {
+	var parts []string
+	for _, fig := range metrics.Summary() {
+		v, _ := fig.Value(f)
+		switch fig.Unit {
+		case metrics.Count:
+			parts = append(parts, fig.Format(v)+" "+fig.Label)
+		case metrics.Seconds:
+			parts = append(parts, fig.Label+" "+fig.Format(v)+"s")
+		default:
+			parts = append(parts, fig.Label+" "+fig.Format(v))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

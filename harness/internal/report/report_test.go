@@ -10,14 +10,14 @@ import (
 	"testing"
 
 	"oomlab/harness/internal/metrics"
-	"oomlab/harness/internal/scenario"
+	"oomlab/harness/internal/results"
 )
 
-func sampleRun() *Run {
-	return &Run{Schema: SchemaVersion, Version: "test", ID: "r1", Results: []*scenario.Result{
-		{Scenario: "smoke", Variant: "baseline", Repeat: 1, Verdict: "pass", Figures: metrics.Figures{OOMEvents: 1, OOMKills: 1, GuestAlive: true}},
-		{Scenario: "smoke", Variant: "baseline", Repeat: 2, Verdict: "fail", Failures: []string{"lockups = 1, expected == 0 # really"}},
-		{Scenario: "smoke", Variant: "patched", Repeat: 1, Verdict: "error", Error: "agent did not answer\non 127.0.0.1:1"},
+func sampleRun() *results.Run {
+	return &results.Run{Schema: results.SchemaVersion, Version: "test", ID: "r1", Results: []*results.Result{
+		{Scenario: "smoke", Variant: "baseline", Repeat: 1, Verdict: results.Pass, Figures: metrics.Figures{OOMEvents: 1, OOMKills: 1, GuestAlive: true}},
+		{Scenario: "smoke", Variant: "baseline", Repeat: 2, Verdict: results.Fail, Failures: []string{"lockups = 1, expected == 0 # really"}},
+		{Scenario: "smoke", Variant: "patched", Repeat: 1, Verdict: results.Error, Error: "agent did not answer\non 127.0.0.1:1"},
 	}}
 }
 
@@ -32,6 +32,7 @@ func TestKTAP(t *testing.T) {
 		"not ok 1 smoke.baseline\n",
 		"    not ok 1 repeat-1 # error: agent did not answer on 127.0.0.1:1\n",
 		"not ok 2 smoke.patched\n",
+		"    # repeat 1: 1 OOM events, 1 kills, 0 reaped, 0 handed over, 0 reap failed, 0 lockups, boot 0.00s, alive true\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("KTAP output lacks %q:\n%s", want, out)
@@ -54,6 +55,9 @@ func TestJUnitParses(t *testing.T) {
 	if s.Suites[0].Cases[1].Failure == nil || s.Suites[1].Cases[0].Error == nil {
 		t.Error("failure/error elements missing")
 	}
+	if out := s.Suites[0].Cases[0].SystemOut; out != "console: \noom_events=1 oom_kills=1 reaped=0 handed_over=0 reap_failed=0 lockups=0 boot_s=0.00 guest_alive=true" {
+		t.Errorf("system-out = %q", out)
+	}
 }
 
 func TestSaveLoad(t *testing.T) {
@@ -67,14 +71,14 @@ func TestSaveLoad(t *testing.T) {
 			t.Errorf("%s not written: %v", f, err)
 		}
 	}
-	got, err := Load(dir)
+	got, err := results.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got.Results) != 3 || got.Results[1].Failures[0] != r.Results[1].Failures[0] {
 		t.Errorf("round trip lost data: %+v", got.Results)
 	}
-	if got.ComputeVerdict() != "error" {
+	if got.ComputeVerdict() != results.Error {
 		t.Errorf("verdict %s, want error", got.ComputeVerdict())
 	}
 	leftovers, _ := filepath.Glob(filepath.Join(dir, ".*tmp*"))
@@ -82,7 +86,7 @@ func TestSaveLoad(t *testing.T) {
 		t.Errorf("temporary files left: %v", leftovers)
 	}
 	os.WriteFile(filepath.Join(dir, "run.json"), []byte(`{"schema_version": 99}`), 0o644)
-	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "schema version 99") {
+	if _, err := results.Load(dir); err == nil || !strings.Contains(err.Error(), "schema version 99") {
 		t.Errorf("future schema accepted: %v", err)
 	}
 }
@@ -115,21 +119,21 @@ func TestCompare(t *testing.T) {
 }
 
 func TestDifferences(t *testing.T) {
-	res := func(v string, rep int, running, killed, kills float64, left int) *scenario.Result {
+	res := func(v string, rep int, running, killed, kills float64, left int) *results.Result {
 		census := map[string]int{"exe": 2} // a census lists only the names it found
 		if left > 0 {
 			census["threadhog"] = left
 		}
-		return &scenario.Result{Scenario: "frozen", Variant: v, Repeat: rep, Verdict: "pass", Figures: metrics.Figures{
+		return &results.Result{Scenario: "frozen", Variant: v, Repeat: rep, Verdict: results.Pass, Figures: metrics.Figures{
 			OOMKills: int(kills),
 			Extra:    map[string]float64{"running:victim": running, "killed:victim": killed, "exited:hog": 1, "probe:hits": 2},
 			Left:     census,
 		}}
 	}
-	r := &Run{Results: []*scenario.Result{
+	r := &results.Run{Results: []*results.Result{
 		res("baseline", 1, 1, 0, 1, 1), res("baseline", 2, 1, 0, 2, 1),
 		res("patched", 1, 0, 1, 1, 0), res("patched", 2, 0, 1, 1, 0),
-		{Scenario: "smoke", Variant: "baseline", Verdict: "pass"}, // one variant: nothing to compare
+		{Scenario: "smoke", Variant: "baseline", Verdict: results.Pass}, // one variant: nothing to compare
 	}}
 	var b bytes.Buffer
 	Differences(&b, r)

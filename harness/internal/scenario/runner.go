@@ -1,14 +1,12 @@
 package scenario
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +18,7 @@ import (
 	"oomlab/harness/internal/guest"
 	"oomlab/harness/internal/initramfs"
 	"oomlab/harness/internal/metrics"
+	"oomlab/harness/internal/results"
 	"oomlab/harness/internal/tailbuf"
 	"oomlab/harness/internal/vm"
 )
@@ -41,95 +40,23 @@ type Env struct {
 	Log       func(format string, args ...any)
 }
 
-// StressorExit is how one stressor instance ended.
-type StressorExit struct {
-	Name     string `json:"name"`
-	Instance int    `json:"instance"`
-	ExitCode int    `json:"exit_code"`
-	Signal   string `json:"signal,omitempty"`
-	Running  bool   `json:"still_running,omitempty"` // stopped by the runner at the end of the phase
-	Output   string `json:"output,omitempty"`        // tail of stdout+stderr
-}
-
-// StepResult is how one setup step or action went.
-type StepResult struct {
-	Phase    string  `json:"phase"`          // setup, action
-	AtS      float64 `json:"at_s,omitempty"` // actions: seconds from the stress start, as run
-	Command  string  `json:"command"`
-	Error    string  `json:"error,omitempty"` // non-zero exit or transport error
-	Output   string  `json:"output,omitempty"`
-	Tolerate bool    `json:"may_fail,omitempty"`
-}
-
-// Result is one guest run of one scenario on one variant.
-type Result struct {
-	Scenario  string          `json:"scenario"`
-	Variant   string          `json:"variant"`
-	Repeat    int             `json:"repeat"`
-	Verdict   string          `json:"verdict"` // pass, fail, error
-	Failures  []string        `json:"failures,omitempty"`
-	Error     string          `json:"error,omitempty"`
-	Accel     string          `json:"accel"`
-	Figures   metrics.Figures `json:"figures"`
-	Stressors []StressorExit  `json:"stressors,omitempty"`
-	Steps     []StepResult    `json:"steps,omitempty"` // setup and actions, in the order they ran
-	Console   string          `json:"console_log"`
-	Metrics   string          `json:"metrics_log,omitempty"`
-	Started   time.Time       `json:"started"`
-	WallS     float64         `json:"wall_s"`
-	Events    []console.Event `json:"-"`
-}
-
-var stampRE = regexp.MustCompile(`^\[\s*([0-9]+\.[0-9]+)\]`)
-
 // Run boots one guest and runs the scenario in it. It always returns a
 // Result; infrastructure failures have Verdict "error".
-func Run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int) *Result {
-	r := &Result{Scenario: sc.Name, Variant: variant, Repeat: repeat, Started: time.Now()}
+func Run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int) *results.Result {
+	r := &results.Result{Scenario: sc.Name, Variant: variant, Repeat: repeat, Started: time.Now()}
 	err := run(ctx, env, sc, variant, repeat, r)
 	r.WallS = time.Since(r.Started).Seconds()
 	switch {
 	case err != nil:
-		r.Verdict, r.Error = "error", err.Error()
+		r.Verdict, r.Error = results.Error, err.Error()
 	default:
-		r.Failures = Evaluate(sc, variant, r.Figures)
-		r.Verdict = "pass"
+		r.Failures = metrics.Evaluate(sc.Expectations(variant), r.Figures)
+		r.Verdict = results.Pass
 		if len(r.Failures) > 0 {
-			r.Verdict = "fail"
+			r.Verdict = results.Fail
 		}
 	}
 	return r
-}
-
-// Evaluate checks the scenario's expectations against the figures.
-func Evaluate(sc *Scenario, variant string, f metrics.Figures) []string {
-	var fails []string
-	exp := sc.Expectations(variant)
-	for _, name := range sortedKeys(exp) {
-		c, _ := ParseCondition(exp[name])
-		v, ok := f.Value(name)
-		if !ok {
-			fails = append(fails, fmt.Sprintf("%s: no value in this run (expected %s)", name, c))
-			continue
-		}
-		if !c.Holds(v) {
-			fails = append(fails, fmt.Sprintf("%s = %g, expected %s", name, v, c))
-		}
-	}
-	return fails
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	for i := range keys { // tiny maps: insertion sort keeps this dependency-free
-		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
-	return keys
 }
 
 // eventLog collects console events as they stream in.
@@ -138,7 +65,6 @@ type eventLog struct {
 	parser      *console.Parser
 	events      []console.Event
 	kills       metrics.KillCounter // as the figures count them, for stop_when
-	stressStart *float64
 }
 
 func (l *eventLog) line(b []byte) {
@@ -148,13 +74,6 @@ func (l *eventLog) line(b []byte) {
 		l.kills.Add(e)
 		l.events = append(l.events, e)
 	}
-	if l.stressStart == nil && bytes.Contains(b, []byte("oomlab: stress start")) {
-		if m := stampRE.FindSubmatch(b); m != nil {
-			if t, err := strconv.ParseFloat(string(m[1]), 64); err == nil {
-				l.stressStart = &t
-			}
-		}
-	}
 }
 
 func (l *eventLog) killCount() int {
@@ -163,7 +82,7 @@ func (l *eventLog) killCount() int {
 	return l.kills.Kills
 }
 
-func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int, r *Result) error {
+func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int, r *results.Result) error {
 	logf := env.Log
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -234,16 +153,11 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 	defer func() {
 		events.mu.Lock()
 		r.Events = events.events
-		r.Figures = metrics.Compute(events.events, events.stressStart)
 		events.mu.Unlock()
-		r.Figures.GuestAlive = alive
-		r.Figures.BootSeconds = boot.Seconds()
-		r.Figures.StressSeconds = stress.Seconds()
-		r.Figures.Left = left
-		r.Figures.Extra = stressorFigures(sc, r.Stressors)
-		for k, v := range probed {
-			r.Figures.Extra["probe:"+k] = v
-		}
+		r.Figures = metrics.Compute(metrics.Facts{
+			Events: r.Events, Boot: boot, Stress: stress, GuestAlive: alive,
+			Left: left, Stressors: sc.StressorNames(), Exits: results.ExitFacts(r.Stressors), Probes: probed,
+		})
 	}()
 
 	logf("%s: booting %s kernel (%d vCPUs, %d MB)", base, variant, sc.Guest.CPUs, sc.Guest.MemoryMB)
@@ -306,7 +220,7 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 	}
 	stressStart := time.Now()
 	actx, acancel := context.WithCancel(ctx)
-	actionsDone := make(chan []StepResult, 1)
+	actionsDone := make(chan []results.StepResult, 1)
 	go func() { actionsDone <- runActions(actx, c, sc, variant, stressStart) }()
 	procs, err := startStressors(ctx, c, sc)
 	if err != nil {
@@ -372,8 +286,8 @@ func stepOutput(ctx context.Context, c *guest.Client, cmd string) ([]byte, error
 	return c.Output(ctx, cmd)
 }
 
-func runStep(ctx context.Context, c *guest.Client, phase string, st Step, at time.Duration) StepResult {
-	res := StepResult{Phase: phase, Command: st.Command, Tolerate: st.MayFail}
+func runStep(ctx context.Context, c *guest.Client, phase string, st Step, at time.Duration) results.StepResult {
+	res := results.StepResult{Phase: phase, Command: st.Command, Tolerate: st.MayFail}
 	if phase == "action" {
 		res.AtS = at.Seconds()
 	}
@@ -387,10 +301,10 @@ func runStep(ctx context.Context, c *guest.Client, phase string, st Step, at tim
 
 // runActions runs the actions for a variant at their times from the stress
 // start, one after the other, until ctx ends (the end of the stress phase).
-func runActions(ctx context.Context, c *guest.Client, sc *Scenario, variant string, start time.Time) []StepResult {
+func runActions(ctx context.Context, c *guest.Client, sc *Scenario, variant string, start time.Time) []results.StepResult {
 	steps := append([]Step(nil), sc.Actions...)
 	sort.SliceStable(steps, func(i, j int) bool { return steps[i].At < steps[j].At })
-	var out []StepResult
+	var out []results.StepResult
 	for _, st := range steps {
 		if !st.RunsOn(variant) {
 			continue
@@ -465,29 +379,6 @@ func ParseProbe(out, field string) (float64, error) {
 		return 0, fmt.Errorf("not a number: %q", tail(s, 60))
 	}
 	return v, nil
-}
-
-// stressorFigures counts, per stressor, how its instances ended.
-func stressorFigures(sc *Scenario, exits []StressorExit) map[string]float64 {
-	m := map[string]float64{}
-	for _, st := range sc.Stressors {
-		for _, fam := range []string{"killed", "running", "exited", "failed"} {
-			m[fam+":"+st.Name] = 0
-		}
-	}
-	for _, e := range exits {
-		switch {
-		case e.Running:
-			m["running:"+e.Name]++
-		case e.Signal == "KILL":
-			m["killed:"+e.Name]++
-		case e.Signal == "" && e.ExitCode == 0:
-			m["exited:"+e.Name]++
-		case e.Signal == "":
-			m["failed:"+e.Name]++
-		}
-	}
-	return m
 }
 
 func tail(s string, n int) string {
@@ -646,10 +537,10 @@ func waitStress(ctx context.Context, v *vm.VM, sc *Scenario, procs []*proc, even
 
 // stopStressors ends what still runs (closing the session makes the agent
 // kill the process group) and collects how each ended.
-func stopStressors(procs []*proc) []StressorExit {
-	var out []StressorExit
+func stopStressors(procs []*proc) []results.StressorExit {
+	var out []results.StressorExit
 	for _, p := range procs {
-		e := StressorExit{Name: p.name, Instance: p.instance}
+		e := results.StressorExit{Name: p.name, Instance: p.instance}
 		if !isDone(p.done) {
 			e.Running = true
 			p.p.Close()

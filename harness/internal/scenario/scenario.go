@@ -11,12 +11,13 @@ import (
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/parser"
+
+	"oomlab/harness/internal/metrics"
 )
 
 // Scenario is one scenario file.
@@ -142,43 +143,8 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// Figures that expectations may name; the runner computes each of them.
-var Figures = map[string]string{
-	"oom_events":          "number of 'invoked oom-killer' lines",
-	"oom_kills":           "number of OOM kills",
-	"kills_per_oom_event": "kills divided by OOM events",
-	"reaped":              "'oom_reaper: reaped' lines",
-	"reap_failed":         "'oom_reaper: unable to reap' lines",
-	"handed_over":         "'Handed over <pid> to exit path.' lines",
-	"lockups":             "soft + hard lockups + RCU stalls + hung tasks",
-	"soft_lockups":        "soft lockups",
-	"hard_lockups":        "hard lockups",
-	"rcu_stalls":          "RCU stalls",
-	"hung_tasks":          "hung tasks",
-	"panics":              "kernel panics",
-	"bugs":                "BUG lines",
-	"warnings":            "WARNING lines",
-	"findings":            "lockups + panics + bugs + warnings",
-	"guest_alive":         "the agent answered after the stress phase (true/false)",
-	"oom_to_freed_p95_ms": "95th percentile of time from OOM invocation to memory freed",
-	"first_kill_s":        "seconds from stress start to the first OOM kill",
-	"kill_to_exit_max_ms": "longest time from a stressor's OOM kill to its exit (the agent reaped it), over the victims that exited",
-}
-
-// FigureFamilies are figures named by a prefix, a colon and a name the
-// scenario defines ("killed:victim").
-var FigureFamilies = map[string]string{
-	"killed":  "instances of stressor <name> that ended by SIGKILL",
-	"running": "instances of stressor <name> still running when the stress phase ended (killed but not gone counts here)",
-	"exited":  "instances of stressor <name> that exited with status 0",
-	"failed":  "instances of stressor <name> that exited with a non-zero status",
-	"left":    "processes named <name> (comm; zombies too) when the stress phase ended",
-	"probe":   "the number probe <name> read after the stress phase",
-}
-
 var (
 	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
-	condRE = regexp.MustCompile(`^(==|!=|>=|<=|>|<)?\s*(-?[0-9]+(\.[0-9]+)?)$`)
 	// variantRE: kbuild.ParseVariant's grammar, checked here so that a
 	// scenario file is validated without the kernel build package.
 	variantRE = regexp.MustCompile(`^(baseline|patched(:[1-9][0-9]{0,2})?)$`)
@@ -407,17 +373,18 @@ func (s *Scenario) checkVariants(at string, vs []string) (string, string) {
 
 // checkFigure says what is wrong with a figure name, or "".
 func (s *Scenario) checkFigure(k string) string {
-	fam, name, ok := strings.Cut(k, ":")
-	if !ok {
-		if _, known := Figures[k]; !known {
-			return fmt.Sprintf("unknown figure %q (known: %s, and %s)", k, strings.Join(figureNames(), ", "), strings.Join(familyNames(), ", "))
+	if !strings.Contains(k, ":") {
+		if metrics.Lookup(k) == nil {
+			return fmt.Sprintf("unknown figure %q (known: %s, and %s)", k, strings.Join(metrics.Names(), ", "), strings.Join(familyNames(), ", "))
 		}
 		return ""
 	}
-	if _, known := FigureFamilies[fam]; !known {
-		return fmt.Sprintf("unknown figure family %q in %q (known: %s)", fam, k, strings.Join(familyNames(), ", "))
+	fam, name := metrics.FamilyOf(k)
+	if fam == nil {
+		f, _, _ := strings.Cut(k, ":")
+		return fmt.Sprintf("unknown figure family %q in %q (known: %s)", f, k, strings.Join(familyNames(), ", "))
 	}
-	switch fam {
+	switch fam.Name {
 	case "left":
 		if name == "" || len(name) > 15 {
 			return fmt.Sprintf("%q: a process name (comm) has 1..15 characters", k)
@@ -430,12 +397,9 @@ func (s *Scenario) checkFigure(k string) string {
 		}
 		return fmt.Sprintf("%q: no probe named %q in probes", k, name)
 	default:
-		for _, st := range s.Stressors {
-			if st.Name == name {
-				return ""
-			}
+		if !slices.Contains(s.StressorNames(), name) {
+			return fmt.Sprintf("%q: no stressor named %q", k, name)
 		}
-		return fmt.Sprintf("%q: no stressor named %q", k, name)
 	}
 	return ""
 }
@@ -450,7 +414,7 @@ func (s *Scenario) checkExpect(at string, m map[string]string) (string, string) 
 		if msg := s.checkFigure(k); msg != "" {
 			return "$." + at + "." + k, at + ": " + msg
 		}
-		if _, err := ParseCondition(m[k]); err != nil {
+		if _, err := metrics.ParseCondition(m[k]); err != nil {
 			return "$." + at + "." + k, fmt.Sprintf("%s.%s: %v", at, k, err)
 		}
 	}
@@ -469,71 +433,22 @@ func (s *Scenario) Expectations(variant string) map[string]string {
 	return out
 }
 
+// StressorNames are the names of the scenario's stressors, in file order.
+func (s *Scenario) StressorNames() []string {
+	n := make([]string, len(s.Stressors))
+	for i, st := range s.Stressors {
+		n[i] = st.Name
+	}
+	return n
+}
+
 func familyNames() []string {
-	n := make([]string, 0, len(FigureFamilies))
-	for k := range FigureFamilies {
-		n = append(n, k+":<name>")
+	n := metrics.FamilyNames()
+	for i := range n {
+		n[i] += ":<name>"
 	}
-	sort.Strings(n)
 	return n
 }
-
-func figureNames() []string {
-	n := make([]string, 0, len(Figures))
-	for k := range Figures {
-		n = append(n, k)
-	}
-	sort.Strings(n)
-	return n
-}
-
-// Condition is a parsed expectation.
-type Condition struct {
-	Op    string
-	Value float64
-}
-
-// ParseCondition reads "== 0", ">= 1", "3" (meaning == 3), "true", "false".
-func ParseCondition(s string) (Condition, error) {
-	s = strings.TrimSpace(s)
-	switch s {
-	case "true":
-		return Condition{"==", 1}, nil
-	case "false":
-		return Condition{"==", 0}, nil
-	}
-	m := condRE.FindStringSubmatch(s)
-	if m == nil {
-		return Condition{}, fmt.Errorf("condition %q: write e.g. \"== 0\", \">= 1\", \"<= 500\" or true", s)
-	}
-	op := m[1]
-	if op == "" {
-		op = "=="
-	}
-	v, _ := strconv.ParseFloat(m[2], 64)
-	return Condition{op, v}, nil
-}
-
-// Holds says whether v satisfies the condition.
-func (c Condition) Holds(v float64) bool {
-	switch c.Op {
-	case "==":
-		return v == c.Value
-	case "!=":
-		return v != c.Value
-	case ">=":
-		return v >= c.Value
-	case "<=":
-		return v <= c.Value
-	case ">":
-		return v > c.Value
-	case "<":
-		return v < c.Value
-	}
-	return false
-}
-
-func (c Condition) String() string { return fmt.Sprintf("%s %g", c.Op, c.Value) }
 
 // LoadDir reads every *.yaml in dir of fsys.
 func LoadDir(fsys fs.FS, dir string) (map[string]*Scenario, error) {

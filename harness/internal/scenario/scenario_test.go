@@ -99,46 +99,22 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
-func TestConditions(t *testing.T) {
-	cases := []struct {
-		cond string
-		v    float64
-		want bool
-	}{
-		{"== 0", 0, true}, {"0", 1, false}, {">= 1", 1, true}, {">=1", 0, false},
-		{"<= 500", 499.5, true}, {"< 2", 2, false}, {"> 0.5", 0.6, true}, {"!= 3", 3, false},
-		{"true", 1, true}, {"false", 1, false},
-	}
-	for _, c := range cases {
-		cond, err := ParseCondition(c.cond)
-		if err != nil {
-			t.Fatalf("%q: %v", c.cond, err)
-		}
-		if got := cond.Holds(c.v); got != c.want {
-			t.Errorf("%q holds for %g: got %v", c.cond, c.v, got)
-		}
-	}
-	if _, err := ParseCondition("lots"); err == nil {
-		t.Error("'lots' parsed")
-	}
-}
-
 func TestEvaluate(t *testing.T) {
 	s, err := Parse("t.yaml", []byte(good))
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := metrics.Figures{OOMKills: 0, Lockups: 2, GuestAlive: true, ByKind: map[string]int{}}
-	fails := Evaluate(s, "baseline", f)
+	fails := metrics.Evaluate(s.Expectations("baseline"), f)
 	if len(fails) != 2 {
 		t.Fatalf("want 2 failures (kills, lockups), got %v", fails)
 	}
 	s.ExpectVariant = map[string]map[string]string{"patched": {"lockups": ">= 5"}}
-	if fails := Evaluate(s, "patched", f); len(fails) != 2 || !strings.Contains(fails[0], "lockups = 2, expected >= 5") {
+	if fails := metrics.Evaluate(s.Expectations("patched"), f); len(fails) != 2 || !strings.Contains(fails[0], "lockups = 2, expected >= 5") {
 		t.Errorf("variant override not applied: %v", fails)
 	}
 	f.OOMKills, f.Lockups = 3, 0
-	if fails := Evaluate(s, "baseline", f); len(fails) != 0 {
+	if fails := metrics.Evaluate(s.Expectations("baseline"), f); len(fails) != 0 {
 		t.Errorf("want no failures, got %v", fails)
 	}
 }
@@ -210,31 +186,18 @@ expect_variant:
 	if s.Probes[1].RunsOn("patched:3") || !s.Probes[0].RunsOn("baseline") {
 		t.Errorf("probe variants wrong")
 	}
-	exits := []StressorExit{
-		{Name: "victim", Signal: "KILL"}, {Name: "memhog", ExitCode: 0},
-	}
-	f := metrics.Figures{ByKind: map[string]int{}, Left: map[string]int{"threadhog": 1}, Extra: stressorFigures(s, exits)}
-	f.Extra["probe:hits"] = 0
-	fails := Evaluate(s, "patched:3", f)
+	f := metrics.Compute(metrics.Facts{
+		Left: map[string]int{"threadhog": 1}, Stressors: s.StressorNames(),
+		Exits:  []metrics.Exit{{Name: "victim", Signal: "KILL"}, {Name: "memhog", ExitCode: 0}},
+		Probes: map[string]float64{"hits": 0},
+	})
+	fails := metrics.Evaluate(s.Expectations("patched:3"), f)
 	if len(fails) != 2 || !strings.Contains(fails[0], "left:threadhog = 1") || !strings.Contains(fails[1], "probe:hits = 0") {
 		t.Errorf("fails = %q", fails)
 	}
 	f.Left = nil
-	if fails := Evaluate(s, "baseline", f); len(fails) != 1 || !strings.Contains(fails[0], "left:threadhog: no value") {
+	if fails := metrics.Evaluate(s.Expectations("baseline"), f); len(fails) != 1 || !strings.Contains(fails[0], "left:threadhog: no value") {
 		t.Errorf("no census must be no value: %q", fails)
-	}
-}
-
-func TestStressorFigures(t *testing.T) {
-	s := &Scenario{Stressors: []Stressor{{Name: "a"}, {Name: "b"}}}
-	m := stressorFigures(s, []StressorExit{
-		{Name: "a", Signal: "KILL"}, {Name: "a", Running: true}, {Name: "a", ExitCode: 0},
-		{Name: "a", ExitCode: 3}, {Name: "a", Signal: "SEGV"},
-	})
-	for k, want := range map[string]float64{"killed:a": 1, "running:a": 1, "exited:a": 1, "failed:a": 1, "killed:b": 0, "exited:b": 0} {
-		if m[k] != want {
-			t.Errorf("%s = %g, want %g", k, m[k], want)
-		}
 	}
 }
 

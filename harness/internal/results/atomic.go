@@ -1,7 +1,4 @@
-// Package atomicfile writes files so that a reader, or a run killed half
-// way, never sees a half-written one: data goes to a temporary file in the
-// same directory, is synced, and is renamed over the final name.
-package atomicfile
+package results
 
 import (
 	"fmt"
@@ -9,8 +6,11 @@ import (
 	"path/filepath"
 )
 
-// Write atomically replaces name with data.
-func Write(name string, data []byte, perm os.FileMode) error {
+// WriteFile atomically replaces name with data, so that a reader, or a run
+// killed half way, never sees a half-written file: data goes to a temporary
+// file in the same directory, is synced, renamed over name, and the
+// directory is synced so that the rename survives a crash too.
+func WriteFile(name string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -41,6 +41,14 @@ func Write(name string, data []byte, perm os.FileMode) error {
 	if err := os.Rename(tmp, name); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("writing %s: syncing the directory: %w", name, err)
 	}
 	return nil
 }

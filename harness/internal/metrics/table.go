@@ -1,0 +1,251 @@
+package metrics
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Units of figures.
+const (
+	Count   = "count"
+	Ratio   = "ratio"
+	Seconds = "s"
+	Millis  = "ms"
+	Bool    = "bool" // 1 true, 0 false
+)
+
+// Figure is one row of the figure table.
+type Figure struct {
+	Name  string // in expectations, run.json and reports; never renamed
+	Unit  string
+	Doc   string // one line, for 'oomlab list --fields'
+	Field string // the JSON field of Figures it is read from
+	// Label is the short name in the one-line summary of a guest run
+	// (KTAP, JUnit); "" keeps the figure off that line.
+	Label string
+	// Compare puts the figure in the report's Differences between
+	// variants.
+	Compare bool
+	// Value reads the figure; false when the run does not define it (no
+	// OOM event, no reap).
+	Value func(*Figures) (float64, bool)
+}
+
+// Family is a set of figures named "<family>:<name>", the name being
+// something the scenario defines (a stressor, a probe, a process name).
+type Family struct {
+	Name  string
+	Unit  string
+	Doc   string
+	Field string // the JSON field of Figures it is read from
+	// Members lists the names a run has figures for.
+	Members func(*Figures) []string
+	// Value reads the figure of one name.
+	Value func(f *Figures, name string) (float64, bool)
+}
+
+func count(get func(*Figures) int) func(*Figures) (float64, bool) {
+	return func(f *Figures) (float64, bool) { return float64(get(f)), true }
+}
+
+func kind(k string) func(*Figures) (float64, bool) {
+	return count(func(f *Figures) int { return f.ByKind[k] })
+}
+
+// quantileOf is the q-quantile of a list, undefined when it is empty.
+func quantileOf(get func(*Figures) []float64, q float64) func(*Figures) (float64, bool) {
+	return func(f *Figures) (float64, bool) {
+		xs := get(f)
+		if len(xs) == 0 {
+			return 0, false
+		}
+		return Quantile(xs, q), true
+	}
+}
+
+// Table is every figure, each once. Rows with a Label are on the one-line
+// summary of a run in this order.
+var Table = []Figure{
+	{Name: "oom_events", Unit: Count, Field: "oom_events", Label: "OOM events",
+		Doc:   "number of 'invoked oom-killer' lines",
+		Value: count(func(f *Figures) int { return f.OOMEvents })},
+	{Name: "oom_kills", Unit: Count, Field: "oom_kills", Label: "kills", Compare: true,
+		Doc:   "number of OOM kills",
+		Value: count(func(f *Figures) int { return f.OOMKills })},
+	{Name: "kills_per_oom_event", Unit: Ratio, Field: "kills_per_oom_event",
+		Doc: "kills divided by OOM events",
+		Value: func(f *Figures) (float64, bool) {
+			return f.KillsPerOOMEvent, f.OOMEvents > 0
+		}},
+	{Name: "reaped", Unit: Count, Field: "reaped", Label: "reaped", Compare: true,
+		Doc:   "'oom_reaper: reaped' lines",
+		Value: count(func(f *Figures) int { return f.Reaped })},
+	{Name: "handed_over", Unit: Count, Field: "handed_over", Label: "handed over", Compare: true,
+		Doc:   "'Handed over <pid> to exit path.' lines",
+		Value: count(func(f *Figures) int { return f.HandedOver })},
+	{Name: "reap_failed", Unit: Count, Field: "reap_failed", Label: "reap failed",
+		Doc:   "'oom_reaper: unable to reap' lines",
+		Value: count(func(f *Figures) int { return f.ReapFailed })},
+	{Name: "lockups", Unit: Count, Field: "lockups", Label: "lockups",
+		Doc:   "soft + hard lockups + RCU stalls + hung tasks",
+		Value: count(func(f *Figures) int { return f.Lockups })},
+	{Name: "soft_lockups", Unit: Count, Field: "by_kind", Doc: "soft lockups", Value: kind("soft_lockup")},
+	{Name: "hard_lockups", Unit: Count, Field: "by_kind", Doc: "hard lockups", Value: kind("hard_lockup")},
+	{Name: "rcu_stalls", Unit: Count, Field: "by_kind", Doc: "RCU stalls", Value: kind("rcu_stall")},
+	{Name: "hung_tasks", Unit: Count, Field: "by_kind", Doc: "hung tasks", Value: kind("hung_task")},
+	{Name: "panics", Unit: Count, Field: "by_kind", Doc: "kernel panics", Value: kind("panic")},
+	{Name: "bugs", Unit: Count, Field: "by_kind", Doc: "BUG lines", Value: kind("bug")},
+	{Name: "warnings", Unit: Count, Field: "by_kind", Doc: "WARNING lines", Value: kind("warning")},
+	{Name: "findings", Unit: Count, Field: "by_kind",
+		Doc:   "lockups + panics + bugs + warnings",
+		Value: count(func(f *Figures) int { return f.Findings() })},
+	{Name: "first_kill_s", Unit: Seconds, Field: "first_kill_s",
+		Doc: "seconds from stress start to the first OOM kill",
+		Value: func(f *Figures) (float64, bool) {
+			if f.FirstKillSeconds == nil {
+				return 0, false
+			}
+			return *f.FirstKillSeconds, true
+		}},
+	{Name: "oom_to_freed_p95_ms", Unit: Millis, Field: "oom_to_freed_ms",
+		Doc:   "95th percentile of time from OOM invocation to memory freed",
+		Value: quantileOf(func(f *Figures) []float64 { return f.OOMToFreedMs }, 0.95)},
+	{Name: "kill_to_exit_max_ms", Unit: Millis, Field: "kill_to_exit_ms",
+		Doc:   "longest time from a stressor's OOM kill to its exit (the agent reaped it), over the victims that exited",
+		Value: quantileOf(func(f *Figures) []float64 { return f.KillToExitMs }, 1)},
+	{Name: "boot_s", Unit: Seconds, Field: "boot_s", Label: "boot",
+		Doc:   "seconds from QEMU start to the agent answering over SSH",
+		Value: func(f *Figures) (float64, bool) { return f.BootSeconds, true }},
+	{Name: "stress_s", Unit: Seconds, Field: "stress_s",
+		Doc:   "length of the stress phase in seconds",
+		Value: func(f *Figures) (float64, bool) { return f.StressSeconds, true }},
+	{Name: "guest_alive", Unit: Bool, Field: "guest_alive", Label: "alive",
+		Doc: "the agent answered after the stress phase (true/false)",
+		Value: func(f *Figures) (float64, bool) {
+			if f.GuestAlive {
+				return 1, true
+			}
+			return 0, true
+		}},
+}
+
+// extraFamily is a family kept in Figures.Extra as "<family>:<name>".
+func extraFamily(name, doc string) Family {
+	return Family{Name: name, Unit: Count, Doc: doc, Field: "extra",
+		Members: func(f *Figures) []string {
+			var out []string
+			for k := range f.Extra {
+				if fam, n, _ := strings.Cut(k, ":"); fam == name {
+					out = append(out, n)
+				}
+			}
+			return out
+		},
+		Value: func(f *Figures, n string) (float64, bool) {
+			v, ok := f.Extra[name+":"+n]
+			return v, ok
+		},
+	}
+}
+
+// Families are the figures named by a prefix, a colon and a name the
+// scenario defines ("killed:victim"). All are compared between variants.
+var Families = []Family{
+	extraFamily("killed", "instances of stressor <name> that ended by SIGKILL"),
+	extraFamily("running", "instances of stressor <name> still running when the stress phase ended (killed but not gone counts here)"),
+	extraFamily("exited", "instances of stressor <name> that exited with status 0"),
+	extraFamily("failed", "instances of stressor <name> that exited with a non-zero status"),
+	{Name: "left", Unit: Count, Field: "left",
+		Doc: "processes named <name> (comm; zombies too) when the stress phase ended",
+		Members: func(f *Figures) []string {
+			var out []string
+			for k := range f.Left {
+				out = append(out, k)
+			}
+			return out
+		},
+		// A census lists the names it found: any other name had 0
+		// processes; no census, no value.
+		Value: func(f *Figures, n string) (float64, bool) {
+			if f.Left == nil {
+				return 0, false
+			}
+			return float64(f.Left[n]), true
+		}},
+	func() Family {
+		f := extraFamily("probe", "the number probe <name> read after the stress phase")
+		f.Unit = ""
+		return f
+	}(),
+}
+
+// Lookup returns the table row of a figure, or nil.
+func Lookup(name string) *Figure {
+	for i := range Table {
+		if Table[i].Name == name {
+			return &Table[i]
+		}
+	}
+	return nil
+}
+
+// FamilyOf splits "family:name" and returns the family, or nil.
+func FamilyOf(figure string) (*Family, string) {
+	fam, name, ok := strings.Cut(figure, ":")
+	if !ok {
+		return nil, ""
+	}
+	for i := range Families {
+		if Families[i].Name == fam {
+			return &Families[i], name
+		}
+	}
+	return nil, ""
+}
+
+// Names are the table's figure names, sorted.
+func Names() []string {
+	n := make([]string, 0, len(Table))
+	for _, f := range Table {
+		n = append(n, f.Name)
+	}
+	sort.Strings(n)
+	return n
+}
+
+// FamilyNames are the families, sorted.
+func FamilyNames() []string {
+	n := make([]string, 0, len(Families))
+	for _, f := range Families {
+		n = append(n, f.Name)
+	}
+	sort.Strings(n)
+	return n
+}
+
+// Format writes a value of the figure the way the summaries do: counts
+// as integers, seconds with two decimals, booleans as true/false.
+func (fig *Figure) Format(v float64) string {
+	switch fig.Unit {
+	case Count:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case Seconds:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	case Bool:
+		return strconv.FormatBool(v != 0)
+	}
+	return fmt.Sprintf("%g", v)
+}
+
+// Summary is the figures of the one-line summary of a run, in order.
+func Summary() []*Figure {
+	var out []*Figure
+	for i := range Table {
+		if Table[i].Label != "" {
+			out = append(out, &Table[i])
+		}
+	}
+	return out
+}

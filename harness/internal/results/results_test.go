@@ -1,0 +1,100 @@
+package results
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"oomlab/harness/internal/metrics"
+)
+
+func TestVerdictJSON(t *testing.T) {
+	for _, v := range []Verdict{Skip, Pass, Fail, Error} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(b) != `"`+v.String()+`"` {
+			t.Errorf("%v marshals to %s", v, b)
+		}
+		var back Verdict
+		if err := json.Unmarshal(b, &back); err != nil || back != v {
+			t.Errorf("%s: round trip %v %v", b, back, err)
+		}
+	}
+	var v Verdict
+	if err := json.Unmarshal([]byte(`"maybe"`), &v); err == nil {
+		t.Error(`"maybe" is a verdict`)
+	}
+	if Pass.Worst(Error) != Error || Fail.Worst(Pass) != Fail || Skip.Worst(Pass) != Pass {
+		t.Error("Worst is wrong")
+	}
+}
+
+// run.json keeps the names it always had; verdict is left out until the
+// run is complete.
+func TestRunJSONFields(t *testing.T) {
+	r := &Run{Schema: SchemaVersion, ID: "x", Results: []*Result{{Scenario: "s", Variant: "baseline", Repeat: 1, Verdict: Fail,
+		Stressors: []StressorExit{{Name: "a", Running: true}}, Steps: []StepResult{{Phase: "setup", Command: "c", Tolerate: true}}}}}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for _, want := range []string{`"schema_version":1`, `"oomlab_version"`, `"run_id":"x"`, `"complete":false`, `"host":{"name"`, `"kernels":null`,
+		`"verdict":"fail"`, `"figures":{"boot_s":0`, `"console_log"`, `"wall_s"`, `"still_running":true`, `"may_fail":true`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("run.json lacks %s:\n%s", want, s)
+		}
+	}
+	if strings.Count(s, `"verdict"`) != 1 {
+		t.Errorf("an incomplete run has a verdict:\n%s", s)
+	}
+	r.Verdict = r.ComputeVerdict()
+	if r.Verdict != Fail {
+		t.Errorf("run verdict %v", r.Verdict)
+	}
+}
+
+func TestSaveLoad(t *testing.T) {
+	dir := t.TempDir()
+	r := &Run{Schema: SchemaVersion, ID: "r", Results: []*Result{{Scenario: "s", Verdict: Pass, Figures: metrics.Figures{OOMKills: 2}}}}
+	if err := Save(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Results[0].Verdict != Pass || got.Results[0].Figures.OOMKills != 2 {
+		t.Errorf("round trip: %+v", got.Results[0])
+	}
+	if _, err := os.Stat(filepath.Join(dir, "events.jsonl")); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestWriteFile(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "sub", "f.json")
+	if err := WriteFile(name, []byte("one"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(name, []byte("two"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(name)
+	st, _ := os.Stat(name)
+	if string(b) != "two" || st.Mode().Perm() != 0o644 {
+		t.Errorf("content %q mode %v", b, st.Mode())
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "sub", ".*"))
+	if len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	if err := WriteFile(filepath.Join(name, "x"), nil, 0o644); err == nil {
+		t.Error("writing below a file worked")
+	}
+}
