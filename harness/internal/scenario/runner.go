@@ -61,10 +61,10 @@ func Run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int)
 
 // eventLog collects console events as they stream in.
 type eventLog struct {
-	mu          sync.Mutex
-	parser      *console.Parser
-	events      []console.Event
-	kills       metrics.KillCounter // as the figures count them, for stop_when
+	mu     sync.Mutex
+	parser *console.Parser
+	events []console.Event
+	kills  metrics.KillCounter // as the figures count them, for stop_when
 }
 
 func (l *eventLog) line(b []byte) {
