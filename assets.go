@@ -7,7 +7,7 @@ package oomlab
 import "embed"
 
 // Assets is rooted at the repository top: kconfig/*.config, patches/*,
-// scenarios/*.yaml.
+// scenarios/*.yaml and scenarios/sets.yaml (the named sets, in order).
 //
-//go:embed kconfig/*.config patches scenarios/*.yaml
+//go:embed kconfig/*.config patches scenarios/*.yaml scenarios/sets.yaml
 var Assets embed.FS

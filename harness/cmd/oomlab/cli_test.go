@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"oomlab/harness/internal/scenario"
 )
 
 var exe string
@@ -138,62 +136,65 @@ func TestListAndValidate(t *testing.T) {
 	}
 }
 
-func TestSetsNameBuiltinScenarios(t *testing.T) {
-	b, err := builtinScenarios()
+func TestBuiltinSets(t *testing.T) {
+	b, err := builtin()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for set, members := range sets {
-		for _, m := range members {
-			if b[m] == nil {
-				t.Errorf("set %s names %q, which is not a built-in scenario", set, m)
-			}
+	if strings.Join(b.SetNames(), ",") != "quick,patches,selftest" {
+		t.Errorf("sets %v", b.SetNames())
+	}
+}
+
+// list prints the sets in file order, every time; run's help names them all.
+func TestListSetsInOrder(t *testing.T) {
+	b, _ := builtin()
+	first, _, _ := run(t, t.TempDir(), "list")
+	for i := 0; i < 3; i++ {
+		again, _, _ := run(t, t.TempDir(), "list")
+		if again != first {
+			t.Fatalf("list output changes between calls:\n%s\n%s", first, again)
+		}
+	}
+	last := -1
+	for _, s := range b.Sets {
+		i := strings.Index(first, "\n"+s.Name+" ")
+		if i < last {
+			t.Errorf("set %s out of file order:\n%s", s.Name, first)
+		}
+		last = i
+	}
+	help, _, _ := run(t, t.TempDir(), "run", "--help")
+	for _, s := range b.Sets {
+		if !strings.Contains(help, "  "+s.Name+" ") {
+			t.Errorf("run --help does not list set %s:\n%s", s.Name, help)
+		}
+	}
+	fields, _, _ := run(t, t.TempDir(), "list", "--fields")
+	for _, want := range []string{"oom_to_freed_p95_ms", "boot_s", "killed:<name>", "probe:<name>"} {
+		if !strings.Contains(fields, want) {
+			t.Errorf("list --fields lacks %s:\n%s", want, fields)
 		}
 	}
 }
 
-func TestSortVariants(t *testing.T) {
-	got := sortVariants(map[string]bool{"patched": true, "patched:3": true, "baseline": true, "patched:10": true, "patched:2": true})
-	if strings.Join(got, ",") != "baseline,patched:2,patched:3,patched:10,patched" {
-		t.Errorf("sortVariants = %v", got)
+// --kconfig reaches the built-in debug.config from any directory, and a
+// bad fragment is one line naming the file.
+func TestKconfigFlag(t *testing.T) {
+	dir := t.TempDir()
+	_, stderr, code := run(t, dir, "build", "--kconfig", "kconfig/debug.config", "--variant", "fast")
+	if code != 2 || !strings.Contains(stderr, `variant "fast"`) {
+		t.Errorf("kconfig/debug.config not accepted: exit %d %s", code, stderr)
 	}
-}
-
-func TestPlanVariants(t *testing.T) {
-	smoke := &scenario.Scenario{Name: "smoke", Variants: []string{"baseline", "patched"}}
-	knob := &scenario.Scenario{Name: "knob", Variants: []string{"baseline", "patched:3", "patched"}}
-	onlyBase := &scenario.Scenario{Name: "idle", Variants: []string{"baseline"}}
-	scs := []*scenario.Scenario{smoke, knob, onlyBase}
-	cases := []struct {
-		want  []string
-		all   bool
-		build string
-		runs  map[string]string // scenario -> variants it runs on
-	}{
-		{[]string{"baseline", "patched"}, true, "baseline,patched:3,patched",
-			map[string]string{"smoke": "baseline,patched", "knob": "baseline,patched:3,patched", "idle": "baseline"}},
-		{[]string{"baseline"}, true, "baseline", // all, empty series
-			map[string]string{"smoke": "baseline", "knob": "baseline", "idle": "baseline"}},
-		{[]string{"patched"}, false, "patched",
-			map[string]string{"smoke": "patched", "knob": "patched", "idle": ""}},
-		{[]string{"baseline", "patched:1", "patched:2", "patched"}, false, "baseline,patched:1,patched:2,patched", // bisect of a 3-patch series
-			map[string]string{"smoke": "baseline,patched:1,patched:2,patched", "knob": "baseline,patched:1,patched:2,patched", "idle": "baseline"}},
-	}
-	for _, c := range cases {
-		build, sel := planVariants(scs, c.want, c.all)
-		if strings.Join(build, ",") != c.build {
-			t.Errorf("want %v all=%v: builds %v, want %s", c.want, c.all, build, c.build)
-		}
-		for _, sc := range scs {
-			var got []string
-			for _, v := range build {
-				if sel(sc, v) {
-					got = append(got, v)
-				}
-			}
-			if strings.Join(got, ",") != c.runs[sc.Name] {
-				t.Errorf("want %v all=%v: %s runs %v, want %s", c.want, c.all, sc.Name, got, c.runs[sc.Name])
-			}
+	bad := filepath.Join(dir, "typo.config")
+	os.WriteFile(bad, []byte("CONFIG_LOCKDEP y\n"), 0o644)
+	for _, c := range []struct{ arg, want string }{
+		{bad, "typo.config:1: cannot parse"},
+		{filepath.Join(dir, "none.config"), "none.config"},
+	} {
+		_, stderr, code := run(t, dir, "build", "--kconfig", c.arg)
+		if code != 2 || !strings.Contains(stderr, "--kconfig: ") || !strings.Contains(stderr, c.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("--kconfig %s: exit %d, stderr %q", c.arg, code, stderr)
 		}
 	}
 }

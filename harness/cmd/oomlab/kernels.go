@@ -26,6 +26,7 @@ type kernelFlags struct {
 	patches   string
 	cache     string
 	jobs      int
+	kconfig   []string
 }
 
 func (k *kernelFlags) add(c *cobra.Command) {
@@ -33,6 +34,7 @@ func (k *kernelFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&k.patches, "patches", "", "patch series directory with a 'series' file (default: the series built into oomlab)")
 	c.Flags().StringVar(&k.cache, "cache", "", "cache directory (default: $XDG_CACHE_HOME/oomlab or ~/.cache/oomlab)")
 	c.Flags().IntVar(&k.jobs, "jobs", runtime.NumCPU(), "parallel compile jobs")
+	c.Flags().StringArrayVar(&k.kconfig, "kconfig", nil, "kconfig fragment FILE, or DIR of *.config fragments, merged after the built-in ones (e.g. kconfig/debug.config: lockdep, KASAN); repeatable")
 }
 
 // sources returns the BASE file, the series and the kconfig fragments.
@@ -81,21 +83,45 @@ func (k *kernelFlags) sources() ([]byte, fs.FS, []kbuild.Fragment, error) {
 		}
 		frags = append(frags, kbuild.Fragment{Name: n, Data: data})
 	}
+	for _, p := range k.kconfig {
+		user, err := userFragments(p)
+		if err != nil {
+			return nil, nil, nil, &exitError{2, fmt.Errorf("--kconfig: %v", err)}
+		}
+		frags = append(frags, user...)
+	}
 	return base, series, frags, nil
 }
 
-// seriesEmpty says whether the series lists no patch.
-func seriesEmpty(series fs.FS) bool {
-	b, err := fs.ReadFile(series, "series")
-	if err != nil {
-		return true
+// userFragments reads --kconfig FILE|DIR: from the file system, or, when
+// no such path exists there, from the fragments built into oomlab (so that
+// kconfig/debug.config works from any directory).
+func userFragments(p string) ([]kbuild.Fragment, error) {
+	if _, err := os.Stat(p); err == nil {
+		return kbuild.ReadFragments(p)
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-			return false
+	name := path.Clean(p)
+	st, err := fs.Stat(oomlab.Assets, name)
+	if err != nil || !strings.HasPrefix(name, "kconfig/") {
+		return kbuild.ReadFragments(p) // the error names the file
+	}
+	files := []string{name}
+	if st.IsDir() {
+		files, _ = fs.Glob(oomlab.Assets, path.Join(name, "*.config"))
+	}
+	var out []kbuild.Fragment
+	for _, f := range files {
+		data, err := fs.ReadFile(oomlab.Assets, f)
+		if err != nil {
+			return nil, err
 		}
+		frag := kbuild.Fragment{Name: f, Data: data}
+		if err := kbuild.CheckFragment(frag); err != nil {
+			return nil, err
+		}
+		out = append(out, frag)
 	}
-	return true
+	return out, nil
 }
 
 // buildKernels builds (or finds in the cache) one kernel per variant.
@@ -199,11 +225,11 @@ func newBuildCmd() *cobra.Command {
 		Short: "build the baseline and/or patched kernel (cached by content hash)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			variants, err := parseVariants(variant, &k)
+			req, err := k.request(variant)
 			if err != nil {
 				return err
 			}
-			_, err = buildKernels(cmd.Context(), &k, variants)
+			_, err = buildKernels(cmd.Context(), &k, req.Want)
 			return err
 		},
 	}
@@ -212,47 +238,15 @@ func newBuildCmd() *cobra.Command {
 	return c
 }
 
-// parseVariants turns "all", "bisect", "baseline", "patched",
-// "patched:3,patched" into a list; "all" (baseline and patched, and every
-// patched:N a scenario asks for) leaves out patched while the series is
-// empty; "bisect" is the baseline and every prefix of the series, so that
-// each patch is built and booted on its own.
-func parseVariants(s string, k *kernelFlags) ([]string, error) {
-	if s == "bisect" {
-		_, series, _, err := k.sources()
-		if err != nil {
-			return nil, err
-		}
-		patches, err := kbuild.ReadSeries(series)
-		if err != nil {
-			return nil, &exitError{2, err}
-		}
-		out := []string{"baseline"}
-		for i := 1; i < len(patches); i++ {
-			out = append(out, fmt.Sprintf("patched:%d", i))
-		}
-		if len(patches) > 0 {
-			out = append(out, "patched")
-		}
-		return out, nil
+// request reads --variant/--variants against the series in use.
+func (k *kernelFlags) request(s string) (kbuild.Request, error) {
+	_, series, _, err := k.sources()
+	if err != nil {
+		return kbuild.Request{}, err
 	}
-	if s == "all" {
-		_, series, _, err := k.sources()
-		if err != nil {
-			return nil, err
-		}
-		if seriesEmpty(series) {
-			return []string{"baseline"}, nil
-		}
-		return []string{"baseline", "patched"}, nil
+	req, err := kbuild.ParseRequest(s, series)
+	if err != nil {
+		return kbuild.Request{}, &exitError{2, err}
 	}
-	var out []string
-	for _, v := range strings.Split(s, ",") {
-		v = strings.TrimSpace(v)
-		if _, _, err := kbuild.ParseVariant(v); err != nil {
-			return nil, &exitError{2, fmt.Errorf("variant %q: want baseline, patched, patched:N (the first N patches), all or bisect", v)}
-		}
-		out = append(out, v)
-	}
-	return out, nil
+	return req, nil
 }

@@ -28,15 +28,15 @@ func newListCmd() *cobra.Command {
 				}
 				return nil
 			}
-			b, err := builtinScenarios()
+			b, err := builtin()
 			if err != nil {
-				return &exitError{2, err}
+				return err
 			}
-			for _, n := range names(b) {
-				fmt.Printf("%-28s %s\n", n, b[n].Description)
+			for _, n := range b.Names() {
+				fmt.Printf("%-28s %s\n", n, b.Scenarios[n].Description)
 			}
-			for s, members := range sets {
-				fmt.Printf("%-28s set: %s\n", s, strings.Join(members, ", "))
+			for _, s := range b.Sets {
+				fmt.Printf("%-28s set: %s\n", s.Name, strings.Join(s.Scenarios, ", "))
 			}
 			return nil
 		},

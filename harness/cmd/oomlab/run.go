@@ -1,36 +1,20 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"slices"
-	"sort"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"oomlab"
-	"oomlab/harness/internal/kbuild"
 	"oomlab/harness/internal/report"
 	"oomlab/harness/internal/results"
 	"oomlab/harness/internal/scenario"
+	"oomlab/harness/internal/suite"
 )
-
-// sets are named groups of scenarios.
-var sets = map[string][]string{
-	"quick": {"smoke", "idle"},
-	// patches: one scenario per behaviour of the series, in series order
-	// (see README, "What proves each patch").
-	"patches": {"rt-idle-handoff", "exit-mmap-starved", "tetsuo-rt-idle", "frozen-threadgroup",
-		"clone-vm-sharers", "oom-score-adj-consistency", "vfork-parent", "memcg-oom-group"},
-	"selftest": {"detector-selftest", "detector-hardlockup"},
-}
 
 func newRunCmd() *cobra.Command {
 	var (
@@ -47,7 +31,8 @@ func newRunCmd() *cobra.Command {
 		Short: "boot guests and run scenarios; results go to results/<run-id>/",
 		Long: "run builds (or takes from the cache) the kernels, boots one QEMU guest per scenario, variant\n" +
 			"and repeat, runs the scenario's stressors and checks its expectations.\n" +
-			"Sets: quick (smoke, idle). Exit status: 0 all expectations held, 1 one failed, 2 usage or infrastructure error.",
+			"Sets (default quick):\n" + setsHelp() +
+			"Exit status: 0 all expectations held, 1 one failed, 2 usage or infrastructure error.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				args = []string{"quick"}
@@ -61,11 +46,15 @@ func newRunCmd() *cobra.Command {
 			if _, err := exec.LookPath(qemu); err != nil {
 				return &exitError{2, fmt.Errorf("QEMU binary %q not found (apt-get install qemu-system-x86, or pass --qemu PATH)", qemu)}
 			}
-			scs, err := resolveScenarios(args)
+			b, err := builtin()
 			if err != nil {
 				return err
 			}
-			want, err := parseVariants(variants, &k)
+			scs, err := b.Resolve(args)
+			if err != nil {
+				return &exitError{2, err}
+			}
+			req, err := k.request(variants)
 			if err != nil {
 				return err
 			}
@@ -73,73 +62,46 @@ func newRunCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			// Only build the variants some scenario will run; "all" also
-			// takes the series prefixes (patched:N) scenarios ask for.
-			vlist, selected := planVariants(scs, want, variants == "all")
-			if len(vlist) == 0 {
-				return &exitError{2, fmt.Errorf("no scenario runs any of the variants %v", want)}
+			// Only build the variants some scenario will run.
+			plan := suite.NewPlan(scs, req, repeat)
+			if len(plan.Variants) == 0 {
+				return &exitError{2, fmt.Errorf("no scenario runs any of the variants %v", req.Want)}
 			}
 			ctx := cmd.Context()
-			kernels, err := buildKernels(ctx, &k, vlist)
+			kernels, err := buildKernels(ctx, &k, plan.Variants)
 			if err != nil {
 				return err
 			}
 
-			id := time.Now().UTC().Format("20060102-150405") + "-" + randHex(3)
-			dir := filepath.Join(resultsDir, id)
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return &exitError{2, fmt.Errorf("results directory: %v", err)}
-			}
-			run := &results.Run{Schema: results.SchemaVersion, Version: version, ID: id, Started: time.Now(), Host: hostInfo(qemu)}
-			env := scenario.Env{Kernels: map[string]string{}, AgentBin: agentBin, Stressors: stressors, QEMU: qemu, Accel: accel, Dir: dir,
+			rec := &results.Run{Version: version, Host: suite.HostInfo(qemu)}
+			env := scenario.Env{Kernels: map[string]string{}, AgentBin: agentBin, Stressors: stressors, QEMU: qemu, Accel: accel,
 				Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }}
-			for _, v := range vlist {
+			for _, v := range plan.Variants {
 				kr := kernels[v]
 				env.Kernels[v] = kr.BzImage
-				run.Kernels = append(run.Kernels, results.Kernel{Variant: v, Release: kr.KernelRelease, Key: kr.Key, Cached: kr.Cached, BzImage: kr.BzImage, SourceID: kr.SourceID})
+				rec.Kernels = append(rec.Kernels, results.Kernel{Variant: v, Release: kr.KernelRelease, Key: kr.Key, Cached: kr.Cached, BzImage: kr.BzImage, SourceID: kr.SourceID})
 			}
-			if err := report.Save(dir, run); err != nil {
+			if env.Dir, err = suite.Create(resultsDir, rec); err != nil {
 				return &exitError{2, err}
 			}
-			fmt.Fprintf(os.Stderr, "results: %s\n", dir)
-			for _, sc := range scs {
-				n := sc.Repeats
-				if repeat > 0 {
-					n = repeat
+			fmt.Fprintf(os.Stderr, "results: %s\n", env.Dir)
+			if err := suite.Run(ctx, env, rec, plan); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
 				}
-				for _, v := range vlist {
-					if !selected(sc, v) {
-						continue
-					}
-					for i := 1; i <= n && ctx.Err() == nil; i++ {
-						res := scenario.Run(ctx, env, sc, v, i)
-						run.Results = append(run.Results, res)
-						if err := report.Save(dir, run); err != nil {
-							return &exitError{2, err}
-						}
-						fmt.Fprintf(os.Stderr, "%s/%s#%d: %s\n", sc.Name, v, i, strings.ToUpper(res.Verdict.String()))
-					}
-				}
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			now := time.Now()
-			run.Finished, run.Complete, run.Verdict = &now, true, run.ComputeVerdict()
-			if err := report.Save(dir, run); err != nil {
 				return &exitError{2, err}
 			}
-			report.Table(os.Stdout, run)
+			report.Table(os.Stdout, rec)
 			fmt.Println()
-			report.Compare(os.Stdout, run)
+			report.Compare(os.Stdout, rec)
 			fmt.Println()
-			report.Differences(os.Stdout, run)
-			fmt.Printf("\nresults: %s/run.json\n", dir)
-			switch run.Verdict {
+			report.Differences(os.Stdout, rec)
+			fmt.Printf("\nresults: %s/run.json\n", env.Dir)
+			switch rec.Verdict {
 			case results.Fail:
 				return errExpectation
 			case results.Error:
-				return &exitError{2, fmt.Errorf("some guest runs failed to complete; see %s/run.json", dir)}
+				return &exitError{2, fmt.Errorf("some guest runs failed to complete; see %s/run.json", env.Dir)}
 			}
 			return nil
 		},
@@ -154,106 +116,26 @@ func newRunCmd() *cobra.Command {
 	return c
 }
 
-// planVariants decides which variants each scenario runs on: what the
-// scenario lists and the user asked for (with "all", its patched:N too when
-// the series is not empty), and a prefix of the series asked for by name
-// wherever the whole series runs (smoke on every prefix with --variants
-// bisect). It returns the kernels to build, in reading order.
-func planVariants(scs []*scenario.Scenario, want []string, all bool) ([]string, func(*scenario.Scenario, string) bool) {
-	selected := func(sc *scenario.Scenario, v string) bool {
-		if slices.Contains(sc.Variants, v) && (slices.Contains(want, v) || (all && slices.Contains(want, "patched") && strings.HasPrefix(v, "patched:"))) {
-			return true
-		}
-		return slices.Contains(want, v) && strings.HasPrefix(v, "patched:") && slices.Contains(sc.Variants, "patched")
-	}
-	need := map[string]bool{}
-	for _, sc := range scs {
-		for _, v := range append(append([]string(nil), sc.Variants...), want...) {
-			if selected(sc, v) {
-				need[v] = true
-			}
-		}
-	}
-	return sortVariants(need), selected
-}
-
-// sortVariants orders variants the way a reader compares them: baseline,
-// then growing prefixes of the series, then the whole series.
-func sortVariants(set map[string]bool) []string {
-	rank := func(v string) int {
-		switch _, n, _ := kbuild.ParseVariant(v); {
-		case v == "baseline":
-			return 0
-		case n > 0:
-			return n
-		}
-		return 1 << 20
-	}
-	var out []string
-	for v := range set {
-		out = append(out, v)
-	}
-	sort.Slice(out, func(i, j int) bool { return rank(out[i]) < rank(out[j]) })
-	return out
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// builtinScenarios loads the scenarios compiled into oomlab.
-func builtinScenarios() (map[string]*scenario.Scenario, error) {
-	return scenario.LoadDir(oomlab.Assets, "scenarios")
-}
-
-// resolveScenarios turns names, set names and file paths into scenarios.
-func resolveScenarios(args []string) ([]*scenario.Scenario, error) {
-	builtin, err := builtinScenarios()
+// builtin loads the scenarios and sets compiled into oomlab.
+func builtin() (*suite.Builtin, error) {
+	b, err := suite.LoadBuiltin(oomlab.Assets)
 	if err != nil {
 		return nil, &exitError{2, fmt.Errorf("built-in scenarios: %v", err)}
 	}
-	var out []*scenario.Scenario
-	seen := map[string]bool{}
-	add := func(s *scenario.Scenario) {
-		if !seen[s.Name] {
-			seen[s.Name] = true
-			out = append(out, s)
-		}
-	}
-	for _, a := range args {
-		switch {
-		case strings.HasSuffix(a, ".yaml") || strings.HasSuffix(a, ".yml"):
-			data, err := os.ReadFile(a)
-			if err != nil {
-				return nil, &exitError{2, fmt.Errorf("scenario file: %v", err)}
-			}
-			s, err := scenario.Parse(a, data)
-			if err != nil {
-				return nil, &exitError{2, err}
-			}
-			add(s)
-		case sets[a] != nil:
-			for _, n := range sets[a] {
-				add(builtin[n])
-			}
-		case builtin[a] != nil:
-			add(builtin[a])
-		default:
-			return nil, &exitError{2, fmt.Errorf("unknown scenario %q (known: %s; sets: quick; or give a .yaml file)", a, strings.Join(names(builtin), ", "))}
-		}
-	}
-	return out, nil
+	return b, nil
 }
 
-func names(m map[string]*scenario.Scenario) []string {
-	var n []string
-	for k := range m {
-		n = append(n, k)
+// setsHelp lists every built-in set for the help text, one a line.
+func setsHelp() string {
+	b, err := builtin()
+	if err != nil {
+		return "  (" + err.Error() + ")\n"
 	}
-	sort.Strings(n)
-	return n
+	var s strings.Builder
+	for _, set := range b.Sets {
+		fmt.Fprintf(&s, "  %-10s %s\n", set.Name, strings.Join(set.Scenarios, ", "))
+	}
+	return s.String()
 }
 
 // guestBinaries finds the agent and the stressors built by 'make build'.
@@ -274,21 +156,4 @@ func guestBinaries(dir string) (string, []string, error) {
 		return "", nil, &exitError{2, fmt.Errorf("no stressors in %s/stressors (run 'make build', or pass --bin-dir)", dir)}
 	}
 	return agentBin, stressors, nil
-}
-
-func hostInfo(qemu string) results.Host {
-	h := results.Host{CPUs: runtime.NumCPU()}
-	h.Name, _ = os.Hostname()
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		h.Kernel = strings.TrimSpace(string(b))
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		var kb int
-		fmt.Sscanf(string(b), "MemTotal: %d kB", &kb)
-		h.MemMB = kb / 1024
-	}
-	if out, err := exec.Command(qemu, "--version").Output(); err == nil {
-		h.QEMU = strings.SplitN(string(out), "\n", 2)[0]
-	}
-	return h
 }

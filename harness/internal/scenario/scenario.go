@@ -450,7 +450,11 @@ func familyNames() []string {
 	return n
 }
 
-// LoadDir reads every *.yaml in dir of fsys.
+// SetsFile is the file of a scenario directory that names sets of
+// scenarios (package suite) and is not a scenario itself.
+const SetsFile = "sets.yaml"
+
+// LoadDir reads every *.yaml in dir of fsys but SetsFile.
 func LoadDir(fsys fs.FS, dir string) (map[string]*Scenario, error) {
 	files, err := fs.Glob(fsys, path.Join(dir, "*.yaml"))
 	if err != nil {
@@ -458,6 +462,9 @@ func LoadDir(fsys fs.FS, dir string) (map[string]*Scenario, error) {
 	}
 	out := map[string]*Scenario{}
 	for _, f := range files {
+		if path.Base(f) == SetsFile {
+			continue
+		}
 		data, err := fs.ReadFile(fsys, f)
 		if err != nil {
 			return nil, err

@@ -1,0 +1,113 @@
+// Package suite runs a set of scenarios on the kernels they ask for: it
+// reads the named sets (scenarios/sets.yaml), turns command-line names into
+// scenarios, and loops over scenario x variant x repeat, one guest each,
+// keeping the run record (package results) on disk after every guest run.
+package suite
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"oomlab/harness/internal/kbuild"
+	"oomlab/harness/internal/report"
+	"oomlab/harness/internal/results"
+	"oomlab/harness/internal/scenario"
+)
+
+// Plan is what a suite runs.
+type Plan struct {
+	Scenarios []*scenario.Scenario
+	Request   kbuild.Request // which variants each scenario runs on
+	Variants  []string       // the kernels built, in reading order
+	Repeat    int            // repeats per scenario and variant; 0: the scenario's own
+}
+
+// NewPlan plans the kernels for the scenarios and the variants asked for.
+func NewPlan(scs []*scenario.Scenario, req kbuild.Request, repeat int) Plan {
+	lists := make([][]string, len(scs))
+	for i, sc := range scs {
+		lists[i] = sc.Variants
+	}
+	return Plan{Scenarios: scs, Request: req, Variants: req.Plan(lists...), Repeat: repeat}
+}
+
+// Create makes a new run directory under root and writes its first,
+// empty record there.
+func Create(root string, rec *results.Run) (string, error) {
+	rec.Schema = results.SchemaVersion
+	rec.ID = time.Now().UTC().Format("20060102-150405") + "-" + randHex(3)
+	rec.Started = time.Now()
+	dir := filepath.Join(root, rec.ID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("results directory: %v", err)
+	}
+	return dir, report.Save(dir, rec)
+}
+
+// Run runs the plan in env (env.Dir is the run directory, env.Kernels the
+// kernel of each planned variant), appends each guest run to rec and saves
+// it, and completes rec when every guest ran. It stops early, with the
+// partial record saved, when ctx ends.
+func Run(ctx context.Context, env scenario.Env, rec *results.Run, p Plan) error {
+	logf := env.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	for _, sc := range p.Scenarios {
+		n := sc.Repeats
+		if p.Repeat > 0 {
+			n = p.Repeat
+		}
+		for _, v := range p.Variants {
+			if !p.Request.Runs(sc.Variants, v) {
+				continue
+			}
+			for i := 1; i <= n && ctx.Err() == nil; i++ {
+				res := scenario.Run(ctx, env, sc, v, i)
+				rec.Results = append(rec.Results, res)
+				if err := report.Save(env.Dir, rec); err != nil {
+					return err
+				}
+				logf("%s/%s#%d: %s", sc.Name, v, i, strings.ToUpper(res.Verdict.String()))
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	now := time.Now()
+	rec.Finished, rec.Complete, rec.Verdict = &now, true, rec.ComputeVerdict()
+	return report.Save(env.Dir, rec)
+}
+
+// HostInfo describes the machine for the record.
+func HostInfo(qemu string) results.Host {
+	h := results.Host{CPUs: runtime.NumCPU()}
+	h.Name, _ = os.Hostname()
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		h.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int
+		fmt.Sscanf(string(b), "MemTotal: %d kB", &kb)
+		h.MemMB = kb / 1024
+	}
+	if out, err := exec.Command(qemu, "--version").Output(); err == nil {
+		h.QEMU = strings.SplitN(string(out), "\n", 2)[0]
+	}
+	return h
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

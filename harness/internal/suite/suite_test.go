@@ -1,0 +1,87 @@
+package suite
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"oomlab"
+	"oomlab/harness/internal/kbuild"
+	"oomlab/harness/internal/results"
+	"oomlab/harness/internal/scenario"
+)
+
+func TestBuiltin(t *testing.T) {
+	b, err := LoadBuiltin(oomlab.Assets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(b.SetNames(), ","); got != "quick,patches,selftest" {
+		t.Errorf("sets in file order: %s", got)
+	}
+	scs, err := b.Resolve([]string{"quick", "smoke", "idle", "selftest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range scs {
+		names = append(names, s.Name)
+	}
+	if strings.Join(names, ",") != "smoke,idle,detector-selftest,detector-hardlockup" {
+		t.Errorf("resolved %v", names)
+	}
+	if _, err := b.Resolve([]string{"nope"}); err == nil || !strings.Contains(err.Error(), "sets: quick, patches, selftest") {
+		t.Errorf("unknown name: %v", err)
+	}
+	if _, err := b.Resolve([]string{"/nonexistent.yaml"}); err == nil || !strings.Contains(err.Error(), "/nonexistent.yaml") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestParseSets(t *testing.T) {
+	scs := map[string]*scenario.Scenario{"smoke": {Name: "smoke"}}
+	for _, c := range []struct{ src, want string }{
+		{"- name: a\n  scenarios: [nope]\n", `names "nope"`},
+		{"- name: a\n  scenarios: [smoke]\n- name: a\n  scenarios: [smoke]\n", "defined twice"},
+		{"- name: smoke\n  scenarios: [smoke]\n", "name of a scenario"},
+		{"- name: a\n", "names no scenario"},
+		{"- scenarios: [smoke]\n", "has no name"},
+		{"- name: a\n  scenario: [smoke]\n", "sets.yaml: "},
+	} {
+		_, err := ParseSets("sets.yaml", []byte(c.src), scs)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q: %v, want one line with %q", c.src, err, c.want)
+		}
+	}
+}
+
+// A plan that runs nothing still leaves a complete record.
+func TestRunEmpty(t *testing.T) {
+	root := t.TempDir()
+	rec := &results.Run{Version: "test"}
+	dir, err := Create(root, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPlan([]*scenario.Scenario{{Name: "idle", Variants: []string{"baseline"}}}, kbuild.Request{Want: []string{"patched"}}, 0)
+	if len(p.Variants) != 0 {
+		t.Errorf("planned %v", p.Variants)
+	}
+	if err := Run(context.Background(), scenario.Env{Dir: dir}, rec, p); err != nil {
+		t.Fatal(err)
+	}
+	got, err := results.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Complete || got.Verdict != results.Pass || got.ID != filepath.Base(dir) {
+		t.Errorf("record %+v", got)
+	}
+	for _, f := range []string{"run.json", "events.jsonl", "report.ktap", "junit.xml"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+}
