@@ -43,7 +43,13 @@ func TestCompute(t *testing.T) {
 		t.Errorf("kills per OOM event %v, want 1.5", f.KillsPerOOMEvent)
 	}
 	if f.FirstKillSeconds == nil || math.Abs(*f.FirstKillSeconds-6.1) > 1e-9 {
-		t.Errorf("first kill %v, want 6.1", f.FirstKillSeconds)
+		t.Errorf("first kill %v, want 6.1 (from the stress_start marker)", f.FirstKillSeconds)
+	}
+	if _, ok := f.ByKind["stress_start"]; ok {
+		t.Errorf("the runner's marker is counted as an event kind: %v", f.ByKind)
+	}
+	if _, ok := f.Value("nofamily:x"); ok {
+		t.Error("unknown family has a value")
 	}
 	// 70: invoked 10.0 -> reaped 12.3; 88 was handed over, which says
 	// nothing about when its memory was freed.
