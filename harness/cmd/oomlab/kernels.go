@@ -234,7 +234,7 @@ func newBuildCmd() *cobra.Command {
 		},
 	}
 	k.add(c)
-	c.Flags().StringVar(&variant, "variant", "all", "baseline, patched or all (patched only when the series is not empty)")
+	c.Flags().StringVar(&variant, "variant", "all", "baseline, patched, patched:N (first N patches), a comma list, all (patched only when the series is not empty) or bisect (baseline and every prefix of the series)")
 	return c
 }
 
