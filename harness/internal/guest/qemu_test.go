@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"oomlab/harness/internal/agent"
+	"oomlab/harness/internal/protocol"
 )
 
 // TestQEMUBoot boots the agent as /init of a real kernel and provokes an OOM
@@ -43,7 +43,7 @@ func TestQEMUBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := agent.Config{
+	cfg := protocol.Config{
 		ListenAddr: ":22",
 		IPCIDR:     "10.0.2.15/24",
 		Gateway:    "10.0.2.2",
@@ -90,7 +90,7 @@ func TestQEMUBoot(t *testing.T) {
 		sc := bufio.NewScanner(console)
 		for sc.Scan() {
 			fmt.Fprintln(&log, sc.Text())
-			if strings.Contains(sc.Text(), agent.ReadyMarker) {
+			if strings.Contains(sc.Text(), protocol.ReadyMarker) {
 				close(ready)
 			}
 		}
@@ -113,7 +113,7 @@ func TestQEMUBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var procs []agent.ProcInfo
+	var procs []protocol.ProcInfo
 	_ = json.Unmarshal(out, &procs)
 	for _, p := range procs {
 		if p.PID == 1 && p.OOMScoreAdj != -1000 {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,11 +14,11 @@ import (
 	"sync"
 	"time"
 
-	"oomlab/harness/internal/agent"
 	"oomlab/harness/internal/console"
 	"oomlab/harness/internal/guest"
 	"oomlab/harness/internal/initramfs"
 	"oomlab/harness/internal/metrics"
+	"oomlab/harness/internal/protocol"
 	"oomlab/harness/internal/tailbuf"
 	"oomlab/harness/internal/vm"
 )
@@ -179,7 +178,7 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 	if err != nil {
 		return err
 	}
-	cfg, err := json.Marshal(agent.Config{
+	cfg, err := json.Marshal(protocol.Config{
 		ListenAddr:     ":22",
 		HostKeyPEM:     keys.HostKeyPEM,
 		AuthorizedKeys: keys.ClientAuthorized,
@@ -194,7 +193,7 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 	img, err := initramfs.Build(initramfs.Guest{
 		Agent:     env.AgentBin,
 		Stressors: env.Stressors,
-		Files:     map[string][]byte{strings.TrimPrefix(agent.ConfigPath, "/"): cfg},
+		Files:     map[string][]byte{strings.TrimPrefix(protocol.ConfigPath, "/"): cfg},
 	})
 	if err != nil {
 		return err
@@ -292,7 +291,7 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 	go func() {
 		defer close(mdone)
 		enc := json.NewEncoder(mfile)
-		c.Metrics(mctx, 250*time.Millisecond, func(s agent.Sample) { enc.Encode(s) })
+		c.Metrics(mctx, 250*time.Millisecond, func(s guest.Sample) { enc.Encode(s) })
 	}()
 	stopMetrics := func() {
 		mcancel()
@@ -300,7 +299,7 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 		mfile.Close()
 	}
 
-	if _, err := c.Output(ctx, "kmsg oomlab: stress start "+base); err != nil {
+	if err := c.Kmsg(ctx, "oomlab: stress start "+base); err != nil {
 		stopMetrics()
 		return fmt.Errorf("stress start marker: %w", err)
 	}
@@ -349,13 +348,14 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 
 	// Clean shutdown through the agent; Stop (deferred) is the fallback.
 	if alive {
-		if p, err := c.Start(ctx, "poweroff", io.Discard, io.Discard); err == nil {
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		if c.Poweroff(pctx) == nil {
 			select {
 			case <-v.Done():
 			case <-time.After(5 * time.Second):
 			}
-			p.Close()
 		}
+		pcancel()
 	}
 	return nil
 }
@@ -412,20 +412,11 @@ func runActions(ctx context.Context, c *guest.Client, sc *Scenario, variant stri
 
 // census counts user-space processes by name (kernel threads left out).
 func census(ctx context.Context, c *guest.Client) map[string]int {
-	out, err := stepOutput(ctx, c, "ps")
+	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	m, err := c.Census(ctx)
 	if err != nil {
 		return nil
-	}
-	var procs []agent.ProcInfo
-	if json.Unmarshal(out, &procs) != nil {
-		return nil
-	}
-	m := map[string]int{}
-	for _, p := range procs {
-		if p.PID == 2 || p.PPID == 2 {
-			continue
-		}
-		m[p.Comm]++
 	}
 	return m
 }
@@ -559,9 +550,8 @@ func startStressors(ctx context.Context, c *guest.Client, sc *Scenario) ([]*proc
 			}
 		}
 		for i := 0; i < st.Count; i++ {
-			cmd := runCommand(st)
 			out := &tailbuf.Buffer{Max: 4096}
-			p, err := c.Start(ctx, cmd, out, out)
+			p, err := c.StartSpawn(ctx, st.Spawn, st.Command, out, out)
 			if err != nil {
 				for _, q := range procs {
 					q.p.Close()
@@ -574,26 +564,6 @@ func startStressors(ctx context.Context, c *guest.Client, sc *Scenario) ([]*proc
 		}
 	}
 	return procs, nil
-}
-
-// runCommand wraps a stressor in the agent's run builtin, which sets its
-// scheduling class, affinity, cgroup and oom_score_adj before exec.
-func runCommand(st Stressor) string {
-	args := []string{"run"}
-	if st.Policy != "" {
-		args = append(args, "--policy", st.Policy)
-	}
-	if st.Prio != 0 {
-		args = append(args, "--prio", strconv.Itoa(st.Prio))
-	}
-	if st.CPUs != "" {
-		args = append(args, "--cpus", st.CPUs)
-	}
-	if st.Cgroup != "" {
-		args = append(args, "--cgroup", st.Cgroup)
-	}
-	args = append(args, "--oom-score-adj", strconv.Itoa(st.OOMScoreAdj), "--")
-	return strings.Join(args, " ") + " " + st.Command
 }
 
 // killGrace is how long the stress phase goes on after the wanted number of
