@@ -1,13 +1,14 @@
 // Package oomlab holds the files the oomlab binary carries with it, so that
 // one binary can build the default kernels and run the suite from any
-// directory: the kconfig fragments, the patch series (with its BASE) and the
-// scenario files. Everything else lives under harness/.
+// directory: the kconfig fragments, the patch series (with its BASE), the
+// scenario files and the guest image manifest. Everything else lives under
+// harness/.
 package oomlab
 
 import "embed"
 
 // Assets is rooted at the repository top: kconfig/*.config, patches/*,
-// scenarios/*.yaml.
+// scenarios/*.yaml, images/*.yaml.
 //
-//go:embed kconfig/*.config patches scenarios/*.yaml
+//go:embed kconfig/*.config patches scenarios/*.yaml images/*.yaml
 var Assets embed.FS

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -178,41 +179,20 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 	if err != nil {
 		return err
 	}
-	cfg, err := json.Marshal(protocol.Config{
-		ListenAddr:     ":22",
-		HostKeyPEM:     keys.HostKeyPEM,
-		AuthorizedKeys: keys.ClientAuthorized,
-		IPCIDR:         "10.0.2.15/24",
-		Gateway:        "10.0.2.2",
-		Sysctls:        sc.Guest.Sysctls,
-		PathDirs:       []string{"/bin"},
-	})
-	if err != nil {
-		return err
+	cfg := protocol.Config{
+		ListenAddr: fmt.Sprintf(":%d", vm.GuestSSHPort),
+		IPCIDR:     vm.GuestCIDR,
+		Gateway:    vm.GuestGateway,
+		Sysctls:    sc.Guest.Sysctls,
 	}
-	img, err := initramfs.Build(initramfs.Guest{
-		Agent:     env.AgentBin,
-		Stressors: env.Stressors,
-		Files:     map[string][]byte{strings.TrimPrefix(protocol.ConfigPath, "/"): cfg},
-	})
-	if err != nil {
-		return err
-	}
+	keys.Apply(&cfg)
 	tmp, err := os.MkdirTemp("", "oomlab-guest-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
 	initrd := filepath.Join(tmp, "initrd.cpio")
-	f, err := os.Create(initrd)
-	if err != nil {
-		return err
-	}
-	if _, err := img.WriteTo(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := initramfs.WriteFile(initrd, initramfs.Guest{Agent: env.AgentBin, Stressors: env.Stressors, Config: cfg}); err != nil {
 		return err
 	}
 
@@ -510,8 +490,11 @@ func dial(ctx context.Context, v *vm.VM, keys *guest.Keys) (*guest.Client, error
 	}()
 	c, err := guest.Dial(dctx, v.SSHAddr, keys, 3*time.Second)
 	if err != nil {
-		if e := v.ExitError(); e != nil || isDone(v.Done()) {
+		if e := v.ExitError(); e != nil {
 			return nil, fmt.Errorf("guest died before the agent answered: %v", e)
+		}
+		if isDone(v.Done()) {
+			return nil, errors.New("QEMU exited (status 0) before the agent answered")
 		}
 		return nil, fmt.Errorf("agent did not answer on %s: %w", v.SSHAddr, err)
 	}
