@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"oomlab/harness/internal/protocol"
+	"oomlab/harness/internal/vm"
 )
 
 // TestQEMUBoot boots the agent as /init of a real kernel and provokes an OOM
@@ -44,9 +45,9 @@ func TestQEMUBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := protocol.Config{
-		ListenAddr: ":22",
-		IPCIDR:     "10.0.2.15/24",
-		Gateway:    "10.0.2.2",
+		ListenAddr: fmt.Sprintf(":%d", vm.GuestSSHPort),
+		IPCIDR:     vm.GuestCIDR,
+		Gateway:    vm.GuestGateway,
 		PathDirs:   []string{"/bin"},
 		Sysctls:    map[string]string{"vm.oom_dump_tasks": "0"},
 	}
@@ -76,7 +77,7 @@ func TestQEMUBoot(t *testing.T) {
 	cmd := exec.CommandContext(ctx, qemu, "-machine", "q35", "-accel", "tcg", "-smp", "2", "-m", "256",
 		"-nographic", "-no-reboot", "-kernel", kernel, "-initrd", initrd,
 		"-append", "console=ttyS0 panic=-1 loglevel=4",
-		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:22", port),
+		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:%d", port, vm.GuestSSHPort),
 		"-device", "virtio-net-pci,netdev=n0")
 	console, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
