@@ -13,15 +13,17 @@ import (
 // (never the agent's own -1000) and everything else inherited.
 //
 // A scenario's stressor carries a Spawn (its YAML fields are the ones
-// below), the host checks it with Validate and sends it with Command; the
-// agent decodes it with ParseRunArgs into this same type.
+// below), the host checks it with Validate and sends it with Command (the
+// `run` options are its only wire encoding); the agent decodes it with
+// ParseRunArgs into this same type, and hands it to its trampoline in the
+// same encoding.
 type Spawn struct {
-	Policy      string `yaml:"policy" json:"policy,omitempty"` // "" (inherit), other, fifo, rr, batch, idle
-	Prio        int    `yaml:"prio" json:"prio,omitempty"`     // RT priority, fifo/rr only: 1..99
-	CPUs        string `yaml:"cpus" json:"cpus,omitempty"`     // affinity, a CPU list like "0,2-3"; "" = inherit
-	OOMScoreAdj int    `yaml:"oom_score_adj" json:"oom_score_adj"`
-	Nice        *int   `yaml:"nice" json:"nice,omitempty"`     // nil = inherit
-	Cgroup      string `yaml:"cgroup" json:"cgroup,omitempty"` // directory whose cgroup.procs to join; "" = inherit
+	Policy      string `yaml:"policy"` // "" (inherit), other, fifo, rr, batch, idle
+	Prio        int    `yaml:"prio"`   // RT priority, fifo/rr only: 1..99
+	CPUs        string `yaml:"cpus"`   // affinity, a CPU list like "0,2-3"; "" = inherit
+	OOMScoreAdj int    `yaml:"oom_score_adj"`
+	Nice        *int   `yaml:"nice"`   // nil = inherit
+	Cgroup      string `yaml:"cgroup"` // directory whose cgroup.procs to join; "" = inherit
 }
 
 // Scheduling policies by name, as the kernel numbers them (SCHED_NORMAL,
@@ -80,7 +82,7 @@ func PolicyName(num uint) string {
 func (s Spawn) RealTime() bool { return s.Policy == "fifo" || s.Policy == "rr" }
 
 // FieldError is what Validate returns: Field is the name of the bad field
-// as written in YAML and JSON, Msg one line that starts with it.
+// as written in YAML, Msg one line that starts with it.
 type FieldError struct {
 	Field string
 	Msg   string

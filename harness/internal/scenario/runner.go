@@ -328,11 +328,14 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 
 	// Clean shutdown through the agent; Stop (deferred) is the fallback.
 	if alive {
+		// The guest may go down before the agent's answer is through: only
+		// a refusal means there is nothing to wait for.
 		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
-		if c.Poweroff(pctx) == nil {
+		var refused *guest.CommandError
+		if err := c.Poweroff(pctx); !errors.As(err, &refused) {
 			select {
 			case <-v.Done():
-			case <-time.After(5 * time.Second):
+			case <-pctx.Done():
 			}
 		}
 		pcancel()
