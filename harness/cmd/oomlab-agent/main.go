@@ -16,6 +16,7 @@ import (
 	"os"
 
 	"oomlab/harness/internal/agent"
+	"oomlab/harness/internal/protocol"
 )
 
 func main() {
@@ -32,9 +33,9 @@ func main() {
 		}
 	}
 	if os.Getpid() == 1 {
-		agent.RunInit(agent.ConfigPath) // does not return
+		agent.RunInit(protocol.ConfigPath) // does not return
 	}
-	configPath := flag.String("config", agent.ConfigPath, "agent config (JSON)")
+	configPath := flag.String("config", protocol.ConfigPath, "agent config (JSON)")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: %s [--config PATH]\n\nRuns the oomlab guest agent's SSH server in the foreground.\nAs PID 1 it is the guest init instead.\n", os.Args[0])
 	}

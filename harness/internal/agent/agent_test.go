@@ -8,136 +8,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"oomlab/harness/internal/protocol"
 )
-
-func TestSplitWords(t *testing.T) {
-	tests := []struct {
-		in   string
-		want []string
-	}{
-		{"", nil},
-		{"  true  ", []string{"true"}},
-		{"sh -c 'kill -9 $$'", []string{"sh", "-c", "kill -9 $$"}},
-		{`echo "a \"b\" \$c \x" d\ e`, []string{"echo", `a "b" $c \x`, "d e"}},
-		{`a''b "" ''`, []string{"ab", "", ""}},
-		{"a\\\nb\tc\nd", []string{"ab", "c", "d"}},
-		{`'it'\''s'`, []string{"it's"}},
-		{`x"y z"'w'`, []string{"xy zw"}},
-	}
-	for _, tc := range tests {
-		got, err := SplitWords(tc.in)
-		if err != nil {
-			t.Errorf("SplitWords(%q): %v", tc.in, err)
-			continue
-		}
-		if !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("SplitWords(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-	for _, bad := range []string{`'abc`, `"abc`, `abc\`, `"a\"`} {
-		if _, err := SplitWords(bad); err == nil {
-			t.Errorf("SplitWords(%q): expected error", bad)
-		}
-	}
-	words := []string{"plain", "", "with space", "it's", `q"uo\te`, "$HOME", "tab\there"}
-	got, err := SplitWords(JoinWords(words...))
-	if err != nil || !reflect.DeepEqual(got, words) {
-		t.Errorf("JoinWords round trip: %q, %v", got, err)
-	}
-}
-
-func TestParseRunArgs(t *testing.T) {
-	o, rest, err := ParseRunArgs([]string{"--policy", "fifo", "--prio=50", "--cpus", "0,2-3",
-		"--oom-score-adj", "500", "--nice", "-5", "--cgroup", "/sys/fs/cgroup/x", "--", "cmd", "--policy", "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.Policy != "fifo" || o.Prio != 50 || o.CPUs != "0,2-3" || o.OOMScoreAdj != 500 ||
-		o.Nice == nil || *o.Nice != -5 || o.Cgroup != "/sys/fs/cgroup/x" {
-		t.Errorf("options = %+v", o)
-	}
-	if !reflect.DeepEqual(rest, []string{"cmd", "--policy", "a"}) {
-		t.Errorf("rest = %q", rest)
-	}
-	// Round trip through the trampoline flags.
-	o2, rest2, err := ParseRunArgs(append(o.Args(), "--", "x"))
-	if err != nil || !reflect.DeepEqual(o, o2) || !reflect.DeepEqual(rest2, []string{"x"}) {
-		t.Errorf("round trip: %+v %q %v", o2, rest2, err)
-	}
-
-	// Defaults: oom_score_adj 0 always rendered, RT prio defaults to 1.
-	o, rest, err = ParseRunArgs([]string{"cmd", "arg"})
-	if err != nil || !reflect.DeepEqual(rest, []string{"cmd", "arg"}) {
-		t.Fatal(rest, err)
-	}
-	if a := o.Args(); !reflect.DeepEqual(a, []string{"--oom-score-adj", "0"}) {
-		t.Errorf("default Args() = %q", a)
-	}
-	if o, _, _ = ParseRunArgs([]string{"--policy", "rr", "--", "x"}); o.Prio != 1 {
-		t.Errorf("default rr prio = %d", o.Prio)
-	}
-
-	for _, bad := range [][]string{
-		{"--policy", "deadline", "x"},
-		{"--policy", "fifo", "--prio", "100", "x"},
-		{"--policy", "idle", "--prio", "3", "x"},
-		{"--oom-score-adj", "1001", "x"},
-		{"--nice", "20", "x"},
-		{"--cpus", "3-1", "x"},
-		{"--bogus", "1", "x"},
-		{"--policy"},
-	} {
-		if _, _, err := ParseRunArgs(bad); err == nil {
-			t.Errorf("ParseRunArgs(%q): expected error", bad)
-		}
-	}
-}
-
-func TestParseCPUList(t *testing.T) {
-	set, err := ParseCPUList("0,2-3, 5")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for cpu, want := range map[int]bool{0: true, 1: false, 2: true, 3: true, 4: false, 5: true} {
-		if set.IsSet(cpu) != want {
-			t.Errorf("cpu %d set=%v", cpu, !want)
-		}
-	}
-	for _, bad := range []string{"", "a", "1-", "-1", "5-2", "99999"} {
-		if _, err := ParseCPUList(bad); err == nil {
-			t.Errorf("ParseCPUList(%q): expected error", bad)
-		}
-	}
-}
-
-func TestSignals(t *testing.T) {
-	if n := SignalName(unix.SIGKILL); n != "KILL" {
-		t.Errorf("SignalName(SIGKILL) = %q", n)
-	}
-	for _, in := range []string{"KILL", "SIGKILL", "kill", "9"} {
-		if s, ok := ParseSignal(in); !ok || s != unix.SIGKILL {
-			t.Errorf("ParseSignal(%q) = %v %v", in, s, ok)
-		}
-	}
-	if _, ok := ParseSignal("NOPE"); ok {
-		t.Error("ParseSignal(NOPE) ok")
-	}
-}
-
-func TestPolicyName(t *testing.T) {
-	for p, want := range map[uint]string{0: "other", 1: "fifo", 2: "rr", 3: "batch", 5: "idle", 6: "deadline"} {
-		if got := PolicyName(p); got != want {
-			t.Errorf("PolicyName(%d) = %q, want %q", p, got, want)
-		}
-	}
-}
 
 func TestSysctls(t *testing.T) {
 	old := procSysDir
@@ -292,7 +171,7 @@ func TestMetricsBuiltin(t *testing.T) {
 		t.Fatalf("got %d lines: %q", len(lines), out.String())
 	}
 	for i, l := range lines {
-		var s Sample
+		var s protocol.Sample
 		if err := json.Unmarshal([]byte(l), &s); err != nil || s.Seq != i {
 			t.Errorf("line %d: %v %+v", i, err, s)
 		}
@@ -318,25 +197,8 @@ func TestListProcs(t *testing.T) {
 	t.Errorf("own pid %d not listed", os.Getpid())
 }
 
-func TestConfig(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "agent.json")
-	if err := os.WriteFile(p, []byte(`{"ip_cidr":"10.0.2.15/24","sysctls":{"vm.panic_on_oom":"0"}}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c, err := LoadConfig(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.ListenAddr != ":22" || !reflect.DeepEqual(c.PathDirs, []string{"/bin"}) || c.IPCIDR != "10.0.2.15/24" || c.Sysctls["vm.panic_on_oom"] != "0" {
-		t.Errorf("config = %+v", c)
-	}
-	if err := os.WriteFile(p, []byte(`{`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := LoadConfig(p); err == nil {
-		t.Error("bad JSON accepted")
-	}
-	if _, err := NewServer(Config{HostKeyPEM: "junk"}); err == nil {
+func TestNewServerRejectsJunkKey(t *testing.T) {
+	if _, err := NewServer(protocol.Config{HostKeyPEM: "junk"}); err == nil {
 		t.Error("NewServer accepted a junk host key")
 	}
 }

@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
+
+	"oomlab/harness/internal/protocol"
 )
 
 // Paths used by builtins; variables so unit tests can redirect them.
@@ -44,39 +46,29 @@ type builtin struct {
 }
 
 // builtins implemented inside the agent: there is no shell and no coreutils
-// in the guest. Assigned in init to break the initialization cycle through
-// BuiltinNames.
+// in the guest. Those the host calls by name are named in package protocol.
+// Assigned in init: bMetrics and bReboot refer back to the map's users.
 var builtins map[string]builtin
 
 func init() {
 	builtins = map[string]builtin{
-		"cat":      {fn: bCat},
-		"echo":     {fn: bEcho},
-		"false":    {fn: func(context.Context, *stdio, []string) int { return 1 }},
-		"kill":     {fn: bKill},
-		"kmsg":     {fn: bKmsg},
-		"metrics":  {fn: bMetrics},
-		"mkdir":    {fn: bMkdir},
-		"mount":    {fn: bMount},
-		"poweroff": {fn: bReboot(unix.LINUX_REBOOT_CMD_POWER_OFF), inProcessOnly: true},
-		"ps":       {fn: bPs},
-		"reboot":   {fn: bReboot(unix.LINUX_REBOOT_CMD_RESTART), inProcessOnly: true},
-		"sleep":    {fn: bSleep},
-		"sysctl":   {fn: bSysctl},
-		"true":     {fn: func(context.Context, *stdio, []string) int { return 0 }},
-		"uptime":   {fn: bUptime},
-		"write":    {fn: bWrite},
+		"cat":                {fn: bCat},
+		"echo":               {fn: bEcho},
+		"false":              {fn: func(context.Context, *stdio, []string) int { return 1 }},
+		"kill":               {fn: bKill},
+		protocol.CmdKmsg:     {fn: bKmsg},
+		protocol.CmdMetrics:  {fn: bMetrics},
+		"mkdir":              {fn: bMkdir},
+		"mount":              {fn: bMount},
+		protocol.CmdPoweroff: {fn: bReboot(unix.LINUX_REBOOT_CMD_POWER_OFF), inProcessOnly: true},
+		protocol.CmdPs:       {fn: bPs},
+		"reboot":             {fn: bReboot(unix.LINUX_REBOOT_CMD_RESTART), inProcessOnly: true},
+		"sleep":              {fn: bSleep},
+		"sysctl":             {fn: bSysctl},
+		protocol.CmdTrue:     {fn: func(context.Context, *stdio, []string) int { return 0 }},
+		protocol.CmdUptime:   {fn: bUptime},
+		"write":              {fn: bWrite},
 	}
-}
-
-// BuiltinNames lists the builtin commands (plus the `run` prefix).
-func BuiltinNames() []string {
-	names := []string{"run"}
-	for n := range builtins {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // BuiltinMain runs `agent --builtin NAME ARGS` in the current process with
@@ -295,7 +287,7 @@ func bKill(_ context.Context, s *stdio, argv []string) int {
 	if len(args) > 0 && args[0] == "--" {
 		args = args[1:]
 	} else if len(args) > 0 && strings.HasPrefix(args[0], "-") {
-		n, ok := ParseSignal(strings.TrimPrefix(args[0], "-"))
+		n, ok := protocol.ParseSignal(strings.TrimPrefix(args[0], "-"))
 		if !ok {
 			s.errorf("kill", "unknown signal %s", args[0])
 			return exitUsage
@@ -347,17 +339,8 @@ func bSleep(ctx context.Context, s *stdio, argv []string) int {
 	}
 }
 
-// Uptime is the output of the `uptime` builtin.
-type Uptime struct {
-	UptimeS float64 `json:"uptime_s"` // /proc/uptime
-	MonoS   float64 `json:"mono_s"`   // CLOCK_MONOTONIC
-	Load1   float64 `json:"load1"`
-	Load5   float64 `json:"load5"`
-	Load15  float64 `json:"load15"`
-}
-
 func bUptime(_ context.Context, s *stdio, _ []string) int {
-	u := Uptime{MonoS: Monotonic()}
+	u := protocol.Uptime{MonoS: Monotonic()}
 	data, err := os.ReadFile(procRoot + "/uptime")
 	if err == nil {
 		f := strings.Fields(string(data))
@@ -385,24 +368,9 @@ func writeJSON(s *stdio, name string, v any) int {
 	return 0
 }
 
-// ProcInfo is one element of the `ps` builtin's JSON array.
-type ProcInfo struct {
-	PID         int    `json:"pid"`
-	PPID        int    `json:"ppid"`
-	Comm        string `json:"comm"`
-	State       string `json:"state"`
-	Policy      string `json:"policy"` // other|fifo|rr|batch|idle|deadline
-	RTPrio      uint   `json:"rt_prio"`
-	Nice        int    `json:"nice"`
-	OOMScoreAdj int    `json:"oom_score_adj"`
-	RSSKB       int    `json:"rss_kb"`
-	Threads     int    `json:"threads"`
-	Cmdline     string `json:"cmdline,omitempty"`
-}
-
 // ListProcs reads every process from /proc. Processes that exit while
 // being read are skipped.
-func ListProcs() ([]ProcInfo, error) {
+func ListProcs() ([]protocol.ProcInfo, error) {
 	fs, err := procfs.NewFS(procRoot)
 	if err != nil {
 		return nil, err
@@ -411,18 +379,18 @@ func ListProcs() ([]ProcInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]ProcInfo, 0, len(procs))
+	out := make([]protocol.ProcInfo, 0, len(procs))
 	for _, p := range procs {
 		st, err := p.Stat()
 		if err != nil {
 			continue
 		}
-		pi := ProcInfo{
+		pi := protocol.ProcInfo{
 			PID:     st.PID,
 			PPID:    st.PPID,
 			Comm:    st.Comm,
 			State:   st.State,
-			Policy:  PolicyName(st.Policy),
+			Policy:  protocol.PolicyName(st.Policy),
 			RTPrio:  st.RTPriority,
 			Nice:    st.Nice,
 			RSSKB:   st.ResidentMemory() / 1024,

@@ -17,11 +17,15 @@
 //
 // # Commands
 //
-// An SSH "exec" request carries one command line, split by SplitWords
-// (quotes and backslashes, no expansion, no redirection, no pipes):
+// The protocol (configuration, command-line syntax, the run options, the
+// JSON of ps, uptime and metrics, signal names) is package protocol, shared
+// with the host. An SSH "exec" request carries one command line, split by
+// protocol.SplitWords (quotes and backslashes, no expansion, no
+// redirection, no pipes):
 //
 //	run [--policy other|fifo|rr|batch|idle] [--prio N] [--cpus LIST]
 //	    [--oom-score-adj N] [--nice N] [--cgroup DIR] -- CMD ARGS...
+//	                            options: protocol.Spawn (ParseRunArgs)
 //	CMD ARGS...                 same as `run -- CMD ARGS...`
 //
 // CMD is looked up in Config.PathDirs unless it contains a slash; a missing
@@ -32,8 +36,9 @@
 //
 // Builtins: cat FILE..., echo [-n] WORDS, write [-n] FILE VALUE...,
 // sysctl [-n] KEY[=VALUE]..., mkdir [-p] DIR..., kmsg TEXT...,
-// kill [-SIG] [--] PID..., ps (JSON []ProcInfo), uptime (JSON Uptime),
-// metrics [--interval-ms N] [--count N] (JSON Sample lines), sleep DURATION,
+// kill [-SIG] [--] PID..., ps (JSON []protocol.ProcInfo), uptime (JSON
+// protocol.Uptime), metrics [--interval-ms N] [--count N] (JSON
+// protocol.Sample lines), sleep DURATION,
 // true, false, poweroff, reboot.
 //
 // Exit is reported as "exit-status", or "exit-signal" with the signal name

@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
+
+	"oomlab/harness/internal/protocol"
 )
 
 // Monotonic returns CLOCK_MONOTONIC in seconds. On the guest this is the
@@ -37,8 +39,8 @@ func newCollector(procRoot string) (*collector, error) {
 	return &collector{fs: fs, procRoot: procRoot}, nil
 }
 
-func (c *collector) sample() Sample {
-	s := Sample{Seq: c.seq, Mono: Monotonic()}
+func (c *collector) sample() protocol.Sample {
+	s := protocol.Sample{Seq: c.seq, Mono: Monotonic()}
 	c.seq++
 	fail := func(what string, err error) {
 		s.Errors = append(s.Errors, what+": "+err.Error())

@@ -15,11 +15,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// ReadyMarker is printed once on the console when the SSH server accepts
-// connections; the host waits for it on the serial log.
-const ReadyMarker = "oomlab-agent: ready"
+	"oomlab/harness/internal/protocol"
+)
 
 type mountSpec struct {
 	source, target, fstype string
@@ -86,7 +84,7 @@ func RunInit(configPath string) {
 		}
 	}
 
-	cfg, err := LoadConfig(configPath)
+	cfg, err := protocol.LoadConfig(configPath)
 	if err != nil {
 		logErr("init: FATAL: config: %v; powering off", err)
 		time.Sleep(time.Second)
@@ -124,7 +122,7 @@ func RunInit(configPath string) {
 	var once sync.Once
 	ready := func() {
 		once.Do(func() {
-			fmt.Fprintln(os.Stdout, ReadyMarker)
+			fmt.Fprintln(os.Stdout, protocol.ReadyMarker)
 			consoleLog(false, "listening on %s", cfg.ListenAddr)
 		})
 	}
@@ -162,7 +160,7 @@ func enableCgroupControllers(root string) {
 	}
 }
 
-func setupNetwork(cfg Config) {
+func setupNetwork(cfg protocol.Config) {
 	if err := ConfigureInterface("lo", ""); err != nil {
 		logErr("init: lo: %v", err)
 	}
@@ -201,18 +199,12 @@ func listenFile(addr string) (*os.File, error) {
 	return l.(*net.TCPListener).File()
 }
 
-// SelfLink is the agent's own path in the guest (a symbolic link to /init
-// that initramfs.AgentLink puts there). Executing through it names the
-// server and every trampoline "oomlab-agent" (comm is the basename of the
-// executed path), not "exe", in ps and in kernel lines that name a task,
-// such as a direct OOM reaper's.
-const SelfLink = "/bin/oomlab-agent"
-
-// selfPath is SelfLink when it exists (in the guest), else the binary
-// itself (tests, other setups).
+// selfPath is protocol.AgentPath when it exists (in the guest: the image
+// links it to /init, and executing through it names the server and every
+// trampoline "oomlab-agent"), else the binary itself (tests, other setups).
 func selfPath() string {
-	if _, err := os.Stat(SelfLink); err == nil {
-		return SelfLink
+	if _, err := os.Stat(protocol.AgentPath); err == nil {
+		return protocol.AgentPath
 	}
 	if exe, err := os.Executable(); err == nil {
 		return exe
@@ -300,7 +292,7 @@ func superviseAndReap(start func() (int, error)) {
 
 func describeWait(ws unix.WaitStatus) string {
 	if ws.Signaled() {
-		return "signal " + SignalName(ws.Signal())
+		return "signal " + protocol.SignalName(ws.Signal())
 	}
 	return "status " + strconv.Itoa(ws.ExitStatus())
 }
@@ -319,13 +311,13 @@ func reapForever() {
 // Config.ListenAddr itself (handy for running the agent by hand).
 func ServerMain(args []string) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	configPath := fs.String("config", ConfigPath, "config file")
+	configPath := fs.String("config", protocol.ConfigPath, "config file")
 	listenFD := fs.Int("listen-fd", -1, "inherited listening socket")
 	readyFD := fs.Int("ready-fd", -1, "pipe to signal readiness on")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	cfg, err := LoadConfig(*configPath)
+	cfg, err := protocol.LoadConfig(*configPath)
 	if err != nil {
 		logErr("serve: %v", err)
 		return 1

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"oomlab/harness/internal/protocol"
 )
 
 // Server is the agent's SSH server. Create it with NewServer, optionally
@@ -34,13 +36,13 @@ type Server struct {
 	// keep them open forever).
 	OutputGrace time.Duration
 
-	cfg       Config
+	cfg       protocol.Config
 	sshConfig *ssh.ServerConfig
 	env       []string
 }
 
 // NewServer validates cfg (host key, authorized keys) and returns a server.
-func NewServer(cfg Config) (*Server, error) {
+func NewServer(cfg protocol.Config) (*Server, error) {
 	cfg = cfg.WithDefaults()
 	signer, err := ssh.ParsePrivateKey([]byte(cfg.HostKeyPEM))
 	if err != nil {
@@ -100,15 +102,6 @@ func commandEnv(base []string, dirs []string) []string {
 		}
 	}
 	return append(env, "PATH="+strings.Join(dirs, ":"))
-}
-
-// Serve is shorthand for NewServer(cfg) followed by Server.Serve(ctx, l).
-func Serve(ctx context.Context, cfg Config, l net.Listener) error {
-	s, err := NewServer(cfg)
-	if err != nil {
-		return err
-	}
-	return s.Serve(ctx, l)
 }
 
 func (s *Server) logf(format string, args ...any) {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"oomlab/harness/internal/protocol"
 )
 
 // exitInfo is what is reported back on the channel.
@@ -28,7 +30,7 @@ type exitInfo struct {
 // signal request.
 type signalCause struct{ sig syscall.Signal }
 
-func (c signalCause) Error() string { return "signal " + SignalName(c.sig) }
+func (c signalCause) Error() string { return "signal " + protocol.SignalName(c.sig) }
 
 // session is one "session" channel.
 type session struct {
@@ -74,7 +76,7 @@ func (s *Server) handleSession(ctx context.Context, nc ssh.NewChannel) {
 				_ = req.Reply(false, nil)
 				continue
 			}
-			sig, ok := ParseSignal(p.Signal)
+			sig, ok := protocol.ParseSignal(p.Signal)
 			if ok {
 				ss.signal(sig)
 			}
@@ -134,7 +136,7 @@ func (ss *session) report(e exitInfo) {
 // execute parses and runs one command line.
 func (ss *session) execute(cmdline string) exitInfo {
 	stderr := ss.ch.Stderr()
-	argv, err := SplitWords(cmdline)
+	argv, err := protocol.SplitWords(cmdline)
 	if err != nil {
 		fmt.Fprintf(stderr, "oomlab-agent: %v\n", err)
 		return exitInfo{code: exitUsage}
@@ -142,10 +144,10 @@ func (ss *session) execute(cmdline string) exitInfo {
 	if len(argv) == 0 {
 		return exitInfo{}
 	}
-	var opts SpawnOptions
-	explicitRun := argv[0] == "run"
+	var opts protocol.Spawn
+	explicitRun := argv[0] == protocol.CmdRun
 	if explicitRun {
-		opts, argv, err = ParseRunArgs(argv[1:])
+		opts, argv, err = protocol.ParseRunArgs(argv[1:])
 		if err == nil && len(argv) == 0 {
 			err = errors.New("missing command")
 		}
@@ -218,14 +220,14 @@ func (ss *session) runBuiltin(b builtin, argv []string) exitInfo {
 	code := b.fn(ctx, &stdio{in: ss.ch, out: ss.ch, err: ss.ch.Stderr(), srv: ss.srv}, argv)
 	var sc signalCause
 	if errors.As(context.Cause(ctx), &sc) {
-		return exitInfo{code: 128 + int(sc.sig), signal: SignalName(sc.sig)}
+		return exitInfo{code: 128 + int(sc.sig), signal: protocol.SignalName(sc.sig)}
 	}
 	return exitInfo{code: code}
 }
 
 // runExternal starts argv through the trampoline in a new process group and
 // streams its stdio over the channel.
-func (ss *session) runExternal(opts SpawnOptions, argv []string) exitInfo {
+func (ss *session) runExternal(opts protocol.Spawn, argv []string) exitInfo {
 	stderr := ss.ch.Stderr()
 	fail := func(err error) exitInfo {
 		fmt.Fprintf(stderr, "oomlab-agent: %s: %v\n", argv[0], err)
@@ -306,13 +308,13 @@ func (ss *session) runExternal(opts SpawnOptions, argv []string) exitInfo {
 	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	how := fmt.Sprintf("status=%d", ws.ExitStatus())
 	if ws.Signaled() {
-		how = "signal=" + SignalName(ws.Signal())
+		how = "signal=" + protocol.SignalName(ws.Signal())
 	}
 	// Timestamped by the kernel: the host measures OOM kill -> exit on one
 	// clock. (The trampoline execs the command, so the pid is the command's.)
 	kmsgMark(fmt.Sprintf("oomlab-agent: exit pid=%d comm=%s %s", cmd.Process.Pid, commOf(argv[0]), how))
 	if ws.Signaled() {
-		return exitInfo{code: 128 + int(ws.Signal()), signal: SignalName(ws.Signal()), core: ws.CoreDump()}
+		return exitInfo{code: 128 + int(ws.Signal()), signal: protocol.SignalName(ws.Signal()), core: ws.CoreDump()}
 	}
 	return exitInfo{code: ws.ExitStatus()}
 }

@@ -15,11 +15,11 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"oomlab/harness/internal/agent"
+	"oomlab/harness/internal/protocol"
 )
 
-// Sample is one metrics sample; the type is defined by the agent.
-type Sample = agent.Sample
+// Sample is one metrics sample, as protocol defines it.
+type Sample = protocol.Sample
 
 // ErrHostKeyMismatch is returned by Dial when the server presents a host key
 // other than Keys.HostPublic. Dial does not retry on it.
@@ -155,7 +155,7 @@ type Process struct {
 	stopCtx func() bool
 }
 
-// Start runs cmd (agent command syntax, see package agent) in the
+// Start runs cmd (agent command syntax, see package protocol) in the
 // background. stdout/stderr may be nil to discard; they are written from
 // other goroutines. When ctx is cancelled the remote process group is sent
 // SIGKILL and the session is closed.
@@ -194,7 +194,7 @@ func (p *Process) wait() {
 	case errors.As(err, &ee):
 		p.res = &Result{ExitCode: ee.ExitStatus(), Signal: ee.Signal()}
 		// x/crypto/ssh only knows the RFC 4254 signal numbers (USR1 -> 128).
-		if n, ok := agent.ParseSignal(ee.Signal()); ok && ee.Signal() != "" {
+		if n, ok := protocol.ParseSignal(ee.Signal()); ok && ee.Signal() != "" {
 			p.res.ExitCode = 128 + int(n)
 		}
 	default:
@@ -269,7 +269,59 @@ func (c *Client) Output(ctx context.Context, cmd string) ([]byte, error) {
 func (c *Client) Ping(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	_, err := c.Output(ctx, "true")
+	_, err := c.Output(ctx, protocol.CmdTrue)
+	return err
+}
+
+// StartSpawn starts cmdline (agent command syntax) with the process
+// attributes of s (scheduling policy, CPUs, cgroup, oom_score_adj), like
+// Start. s should have passed s.Validate(); the agent refuses it otherwise
+// (exit status 2).
+func (c *Client) StartSpawn(ctx context.Context, s protocol.Spawn, cmdline string, stdout, stderr io.Writer) (*Process, error) {
+	return c.Start(ctx, s.Command(cmdline), stdout, stderr)
+}
+
+// Kmsg writes text as one line into the guest's kernel log, where it gets
+// the printk timestamp of the kernel's own lines.
+func (c *Client) Kmsg(ctx context.Context, text string) error {
+	_, err := c.Output(ctx, protocol.KmsgCommand(text))
+	return err
+}
+
+// Procs lists the guest's processes (kernel threads included).
+func (c *Client) Procs(ctx context.Context) ([]protocol.ProcInfo, error) {
+	out, err := c.Output(ctx, protocol.CmdPs)
+	if err != nil {
+		return nil, err
+	}
+	var procs []protocol.ProcInfo
+	if err := json.Unmarshal(out, &procs); err != nil {
+		return nil, fmt.Errorf("guest: ps: %w", err)
+	}
+	return procs, nil
+}
+
+// Census counts the guest's user-space processes by name (comm; zombies
+// included, kernel threads left out).
+func (c *Client) Census(ctx context.Context) (map[string]int, error) {
+	procs, err := c.Procs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]int{}
+	for _, p := range procs {
+		if !p.KernelThread() {
+			m[p.Comm]++
+		}
+	}
+	return m, nil
+}
+
+// Poweroff asks the agent to power the guest off. It returns once the
+// agent has acknowledged; the guest goes down about 100 ms later (the
+// caller waits for the VM to exit).
+func (c *Client) Poweroff(ctx context.Context) error {
+	_, err := c.Output(ctx, protocol.CmdPoweroff)
 	return err
 }
 
@@ -281,7 +333,7 @@ func (c *Client) Metrics(ctx context.Context, interval time.Duration, fn func(Sa
 	ms := max(interval.Milliseconds(), 10)
 	pr, pw := io.Pipe()
 	var stderr syncBuffer
-	p, err := c.Start(ctx, fmt.Sprintf("metrics --interval-ms %d", ms), pw, &stderr)
+	p, err := c.Start(ctx, protocol.MetricsCommand(ms), pw, &stderr)
 	if err != nil {
 		return err
 	}
@@ -289,7 +341,7 @@ func (c *Client) Metrics(ctx context.Context, interval time.Duration, fn func(Sa
 	go func() {
 		res, err := p.Wait()
 		if err == nil && (res.ExitCode != 0 || res.Signal != "") {
-			err = &CommandError{Cmd: "metrics", Result: *res, Stderr: stderr.String()}
+			err = &CommandError{Cmd: protocol.CmdMetrics, Result: *res, Stderr: stderr.String()}
 		}
 		pw.Close()
 		waitErr <- err

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"oomlab/harness/internal/agent"
+	"oomlab/harness/internal/protocol"
 )
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
@@ -83,14 +84,14 @@ func TestBuiltins(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	if res, _, e := run(t, c, "mkdir -p "+agent.QuoteWord(dir+"/x y/z")); res.ExitCode != 0 {
+	if res, _, e := run(t, c, "mkdir -p "+protocol.QuoteWord(dir+"/x y/z")); res.ExitCode != 0 {
 		t.Fatalf("mkdir: %v %s", res, e)
 	}
 	f := filepath.Join(dir, "x y", "z", "f")
-	if res, _, e := run(t, c, agent.JoinWords("write", f, "3")); res.ExitCode != 0 {
+	if res, _, e := run(t, c, protocol.JoinWords("write", f, "3")); res.ExitCode != 0 {
 		t.Fatalf("write: %v %s", res, e)
 	}
-	if res, out, _ := run(t, c, agent.JoinWords("cat", f)); res.ExitCode != 0 || out != "3\n" {
+	if res, out, _ := run(t, c, protocol.JoinWords("cat", f)); res.ExitCode != 0 || out != "3\n" {
 		t.Errorf("cat: %v %q", res, out)
 	}
 	if res, _, e := run(t, c, "cat /nonexistent"); res.ExitCode != 1 || !strings.Contains(e, "/nonexistent") {
@@ -98,13 +99,13 @@ func TestBuiltins(t *testing.T) {
 	}
 
 	_, out, _ := run(t, c, "uptime")
-	var up agent.Uptime
+	var up protocol.Uptime
 	if err := json.Unmarshal([]byte(out), &up); err != nil || up.UptimeS <= 0 || up.MonoS <= 0 {
 		t.Errorf("uptime %q: %v %+v", out, err, up)
 	}
 
 	_, out, _ = run(t, c, "ps")
-	var procs []agent.ProcInfo
+	var procs []protocol.ProcInfo
 	if err := json.Unmarshal([]byte(out), &procs); err != nil {
 		t.Fatalf("ps output: %v", err)
 	}
@@ -799,5 +800,78 @@ func checkNoInheritableSockets(t *testing.T, pid int) {
 				}
 			}
 		}
+	}
+}
+
+func TestTypedCalls(t *testing.T) {
+	rebooted := make(chan int, 1)
+	ta := startAgent(t, func(s *agent.Server) {
+		s.Reboot = func(cmd int) error { rebooted <- cmd; return nil }
+	})
+	c := ta.client
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	procs, err := c.Procs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var self *protocol.ProcInfo
+	for i := range procs {
+		if procs[i].PID == os.Getpid() {
+			self = &procs[i]
+		}
+	}
+	if self == nil {
+		t.Fatalf("Procs lacks pid %d", os.Getpid())
+	}
+	census, err := c.Census(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if census[self.Comm] < 1 {
+		t.Errorf("Census[%q] = %d, want >= 1 (census %v)", self.Comm, census[self.Comm], census)
+	}
+	if n := census["kthreadd"]; n != 0 {
+		t.Errorf("Census counts kernel threads: kthreadd %d", n)
+	}
+
+	nice := 3
+	var out syncBuffer
+	p, err := c.StartSpawn(ctx, protocol.Spawn{Policy: "batch", Nice: &nice, OOMScoreAdj: 300}, "cat /proc/self/oom_score_adj /proc/self/stat", &out, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := p.Wait(); err != nil || res.ExitCode != 0 {
+		t.Fatalf("StartSpawn: %v %v: %s", res, err, out.String())
+	}
+	adj, stat, _ := strings.Cut(out.String(), "\n")
+	if adj != "300" || statField(t, stat, 41) != "3" || statField(t, stat, 19) != "3" {
+		t.Errorf("StartSpawn: oom_score_adj %q, stat %q; want 300, policy 3 (batch), nice 3", adj, stat)
+	}
+	// A Spawn that fails Validate is refused by the agent.
+	if res, err := c.Run(ctx, protocol.Spawn{Policy: "fifo", Prio: 100}.Command("true"), nil, nil); err != nil || res.ExitCode != 2 {
+		t.Errorf("invalid Spawn: %v %v, want exit status 2", res, err)
+	}
+
+	if err := c.Poweroff(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case cmd := <-rebooted:
+		if cmd != unix.LINUX_REBOOT_CMD_POWER_OFF {
+			t.Errorf("Poweroff made reboot(%#x)", cmd)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("Poweroff did not power off")
+	}
+}
+
+func TestPoweroffRefused(t *testing.T) {
+	ta := startAgent(t, nil) // not the guest init: no Reboot
+	err := ta.client.Poweroff(context.Background())
+	var ce *CommandError
+	if !errors.As(err, &ce) || !strings.Contains(ce.Stderr, "not available") {
+		t.Errorf("Poweroff on a server without Reboot: %v", err)
 	}
 }

@@ -1,5 +1,8 @@
 // Package guest is the host side of the oomlab guest agent: key material
-// for one run and an SSH client that runs commands in the guest.
+// for one run and an SSH client that runs commands in the guest, with typed
+// calls for what the runner asks of every guest (kernel log markers, the
+// process census, metrics, power-off). What goes over the wire is defined
+// by package protocol; the host never links the agent itself.
 package guest
 
 import (
@@ -10,17 +13,17 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"oomlab/harness/internal/agent"
+	"oomlab/harness/internal/protocol"
 )
 
 // Keys is the key material of one run: the guest's host key and the host's
 // client key. Generated fresh per run, so no known_hosts handling is
 // needed and a stale guest from another run is rejected.
 type Keys struct {
-	HostKeyPEM       string        // guest host private key (OpenSSH PEM) -> agent.Config.HostKeyPEM
+	HostKeyPEM       string        // guest host private key (OpenSSH PEM) -> protocol.Config.HostKeyPEM
 	HostPublic       ssh.PublicKey // what Dial accepts, exactly
 	Client           ssh.Signer    // host's client key
-	ClientAuthorized string        // authorized_keys line -> agent.Config.AuthorizedKeys
+	ClientAuthorized string        // authorized_keys line -> protocol.Config.AuthorizedKeys
 }
 
 // NewKeys generates fresh ed25519 key pairs for the guest host key and the
@@ -55,7 +58,7 @@ func NewKeys() (*Keys, error) {
 }
 
 // Apply fills the key fields of an agent config.
-func (k *Keys) Apply(cfg *agent.Config) {
+func (k *Keys) Apply(cfg *protocol.Config) {
 	cfg.HostKeyPEM = k.HostKeyPEM
 	cfg.AuthorizedKeys = k.ClientAuthorized
 }

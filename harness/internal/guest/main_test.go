@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"oomlab/harness/internal/agent"
+	"oomlab/harness/internal/protocol"
 )
 
 func TestMain(m *testing.M) {
@@ -77,14 +78,14 @@ type testAgent struct {
 	client *Client
 }
 
-func testConfig(t testing.TB, keys *Keys) agent.Config {
-	cfg := agent.Config{PathDirs: []string{"/usr/local/bin", "/usr/bin", "/bin"}}
+func testConfig(t testing.TB, keys *Keys) protocol.Config {
+	cfg := protocol.Config{PathDirs: []string{"/usr/local/bin", "/usr/bin", "/bin"}}
 	keys.Apply(&cfg)
 	return cfg
 }
 
 // serve runs a real agent server on l until the test ends.
-func serve(t testing.TB, cfg agent.Config, l net.Listener, tweak func(*agent.Server)) *agent.Server {
+func serve(t testing.TB, cfg protocol.Config, l net.Listener, tweak func(*agent.Server)) *agent.Server {
 	t.Helper()
 	srv, err := agent.NewServer(cfg)
 	if err != nil {

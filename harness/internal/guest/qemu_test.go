@@ -14,7 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"oomlab/harness/internal/agent"
+	"oomlab/harness/internal/protocol"
+	"oomlab/harness/internal/vm"
 )
 
 // TestQEMUBoot boots the agent as /init of a real kernel and provokes an OOM
@@ -43,10 +44,10 @@ func TestQEMUBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := agent.Config{
-		ListenAddr: ":22",
-		IPCIDR:     "10.0.2.15/24",
-		Gateway:    "10.0.2.2",
+	cfg := protocol.Config{
+		ListenAddr: fmt.Sprintf(":%d", vm.GuestSSHPort),
+		IPCIDR:     vm.GuestCIDR,
+		Gateway:    vm.GuestGateway,
 		PathDirs:   []string{"/bin"},
 		Sysctls:    map[string]string{"vm.oom_dump_tasks": "0"},
 	}
@@ -76,7 +77,7 @@ func TestQEMUBoot(t *testing.T) {
 	cmd := exec.CommandContext(ctx, qemu, "-machine", "q35", "-accel", "tcg", "-smp", "2", "-m", "256",
 		"-nographic", "-no-reboot", "-kernel", kernel, "-initrd", initrd,
 		"-append", "console=ttyS0 panic=-1 loglevel=4",
-		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:22", port),
+		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:%d", port, vm.GuestSSHPort),
 		"-device", "virtio-net-pci,netdev=n0")
 	console, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -90,7 +91,7 @@ func TestQEMUBoot(t *testing.T) {
 		sc := bufio.NewScanner(console)
 		for sc.Scan() {
 			fmt.Fprintln(&log, sc.Text())
-			if strings.Contains(sc.Text(), agent.ReadyMarker) {
+			if strings.Contains(sc.Text(), protocol.ReadyMarker) {
 				close(ready)
 			}
 		}
@@ -113,7 +114,7 @@ func TestQEMUBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var procs []agent.ProcInfo
+	var procs []protocol.ProcInfo
 	_ = json.Unmarshal(out, &procs)
 	for _, p := range procs {
 		if p.PID == 1 && p.OOMScoreAdj != -1000 {

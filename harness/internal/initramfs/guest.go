@@ -2,40 +2,54 @@ package initramfs
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
-	"sort"
 	"strings"
+
+	"oomlab/harness/internal/atomicfile"
+	"oomlab/harness/internal/protocol"
 )
 
-// Guest describes the files of an oomlab guest image.
+// Guest is what one run puts into the image described by the manifest.
 type Guest struct {
-	Agent     string            // path of the static agent binary; becomes /init
-	Stressors []string          // static programs copied to /bin/<basename>
-	Files     map[string][]byte // extra files by guest path (e.g. etc/oomlab/agent.json), mode 0600
+	Agent     string   // path of the static agent binary; becomes the manifest's init
+	Stressors []string // static programs copied to the manifest's stressor directory
+	// Config is written as JSON to protocol.ConfigPath, mode 0600. Without
+	// PathDirs the agent looks commands up in the stressor directory.
+	Config protocol.Config
 }
 
-// AgentLink is the path the guest agent re-executes itself by.
-const AgentLink = "/bin/oomlab-agent"
+// rel is a guest path as an archive entry name.
+func rel(p string) string { return strings.TrimPrefix(p, "/") }
 
-// Build assembles the guest archive. The layout is fixed and small: /init,
-// /bin, the three device nodes the kernel and the agent need before
-// devtmpfs is mounted, and empty mount points.
+// Build assembles the guest archive from the embedded manifest
+// (images/guest.yaml).
 func Build(g Guest) (*Archive, error) {
+	m, err := DefaultManifest()
+	if err != nil {
+		return nil, err
+	}
+	return m.Build(g)
+}
+
+// Build assembles the guest archive: the manifest's directories, device
+// nodes, binaries and links, and the agent configuration.
+func (m *Manifest) Build(g Guest) (*Archive, error) {
 	a := New()
-	for _, d := range []string{"bin", "dev", "etc/oomlab", "proc", "sys", "tmp", "run", "root"} {
-		if err := a.AddDir(d, 0o755); err != nil {
+	for _, d := range m.Dirs {
+		if err := a.AddDir(rel(d), 0o755); err != nil {
 			return nil, err
 		}
 	}
-	// console_on_rootfs() opens /dev/console before /init runs; without the
-	// node the agent starts with no stdin/stdout/stderr.
-	for _, d := range []struct {
-		name         string
-		major, minor uint32
-	}{{"dev/console", 5, 1}, {"dev/null", 1, 3}, {"dev/kmsg", 1, 11}} {
-		if err := a.AddCharDev(d.name, 0o600, d.major, d.minor); err != nil {
+	for _, d := range m.Devices {
+		t := TypeChar
+		if d.Type == "block" {
+			t = TypeBlock
+		}
+		if err := a.Add(Entry{Name: rel(d.Path), Type: t, Perm: uint32(d.Mode), DevMajor: d.Major, DevMinor: d.Minor}); err != nil {
 			return nil, err
 		}
 	}
@@ -43,36 +57,48 @@ func Build(g Guest) (*Archive, error) {
 	if err != nil {
 		return nil, fmt.Errorf("guest agent: %w (run 'make build')", err)
 	}
-	if err := a.AddFile("init", 0o755, agent); err != nil {
+	if err := a.AddFile(rel(m.Init.Path), uint32(m.Init.Mode), agent); err != nil {
 		return nil, err
 	}
-	// The agent starts its server and every trampoline through this link,
-	// so that they show up as "oomlab-agent" (comm is the basename of the
-	// executed path) in ps and in kernel lines such as a direct reaper's,
-	// not as "exe" or as a second "init".
-	if err := a.AddSymlink(strings.TrimPrefix(AgentLink, "/"), "/init"); err != nil {
-		return nil, err
+	for _, l := range m.Links {
+		if err := a.AddSymlink(rel(l.Path), l.Target); err != nil {
+			return nil, err
+		}
 	}
 	for _, s := range g.Stressors {
 		data, err := os.ReadFile(s)
 		if err != nil {
 			return nil, fmt.Errorf("stressor: %w (run 'make build')", err)
 		}
-		if err := a.AddFile("bin/"+filepath.Base(s), 0o755, data); err != nil {
+		if err := a.AddFile(rel(path.Join(m.Stressors.Dir, filepath.Base(s))), uint32(m.Stressors.Mode), data); err != nil {
 			return nil, err
 		}
 	}
-	names := make([]string, 0, len(g.Files))
-	for n := range g.Files {
-		names = append(names, n)
+	if len(g.Config.PathDirs) == 0 {
+		g.Config.PathDirs = []string{m.Stressors.Dir}
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		if err := a.AddFile(n, 0o600, g.Files[n]); err != nil {
-			return nil, err
-		}
+	cfg, err := json.Marshal(g.Config)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.AddFile(rel(protocol.ConfigPath), 0o600, cfg); err != nil {
+		return nil, err
 	}
 	return a, nil
+}
+
+// WriteFile builds the guest archive from the embedded manifest and writes
+// it to name (through a temporary file and a rename).
+func WriteFile(name string, g Guest) error {
+	a, err := Build(g)
+	if err != nil {
+		return err
+	}
+	data, err := a.Bytes()
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(name, data, 0o644)
 }
 
 // Bytes returns the archive as one byte slice.

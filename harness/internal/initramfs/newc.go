@@ -1,5 +1,8 @@
 // Package initramfs writes the guest's initramfs: a "newc" (SVR4, 070701)
-// cpio archive, the format the kernel unpacks into rootfs at boot.
+// cpio archive, the format the kernel unpacks into rootfs at boot. What goes
+// in is data: the manifest images/guest.yaml (directories, device nodes,
+// /init, the stressor directory, links), embedded in the oomlab binary,
+// plus the run's agent binary, stressors and agent configuration.
 //
 // We write the archive ourselves instead of using
 // github.com/cavaliergopher/cpio for writing: that writer leaves the

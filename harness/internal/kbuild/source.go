@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"oomlab/harness/internal/atomicfile"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +18,6 @@ import (
 	"sort"
 	"strings"
 	"syscall"
-
-	"oomlab/harness/internal/results"
 )
 
 // source is a resolved kernel source: a pristine tree that is never written
@@ -135,7 +134,7 @@ func fileSHA256(cacheDir, path string) (string, error) {
 	sum := hex.EncodeToString(h.Sum(nil))
 	m := hashMemo{Path: path, Size: st.Size(), Mtime: st.ModTime().UnixNano(), Ino: ino, Hash: sum}
 	if data, err := json.Marshal(m); err == nil {
-		_ = results.WriteFile(memoPath, data, 0o644) // only an optimisation
+		_ = atomicfile.Write(memoPath, data, 0o644) // only an optimisation
 	}
 	return sum, nil
 }

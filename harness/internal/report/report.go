@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"oomlab/harness/internal/atomicfile"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -26,10 +27,10 @@ func Save(dir string, r *results.Run) error {
 	if err := JUnit(&ju, r); err != nil {
 		return err
 	}
-	if err := results.WriteFile(filepath.Join(dir, "report.ktap"), kt.Bytes(), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "report.ktap"), kt.Bytes(), 0o644); err != nil {
 		return err
 	}
-	return results.WriteFile(filepath.Join(dir, "junit.xml"), ju.Bytes(), 0o644)
+	return atomicfile.Write(filepath.Join(dir, "junit.xml"), ju.Bytes(), 0o644)
 }
 
 // Table prints one row per guest run and the failures under it.

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"oomlab/harness/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"time"
@@ -115,7 +116,7 @@ func Save(dir string, r *Run) error {
 	if err != nil {
 		return err
 	}
-	if err := WriteFile(filepath.Join(dir, "run.json"), append(b, '\n'), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "run.json"), append(b, '\n'), 0o644); err != nil {
 		return err
 	}
 	var ev bytes.Buffer
@@ -130,7 +131,7 @@ func Save(dir string, r *Run) error {
 			}{res.Scenario, res.Variant, res.Repeat, e})
 		}
 	}
-	return WriteFile(filepath.Join(dir, "events.jsonl"), ev.Bytes(), 0o644)
+	return atomicfile.Write(filepath.Join(dir, "events.jsonl"), ev.Bytes(), 0o644)
 }
 
 // Load reads run.json from a run directory.

@@ -3,8 +3,8 @@ package scenario
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,11 +13,11 @@ import (
 	"sync"
 	"time"
 
-	"oomlab/harness/internal/agent"
 	"oomlab/harness/internal/console"
 	"oomlab/harness/internal/guest"
 	"oomlab/harness/internal/initramfs"
 	"oomlab/harness/internal/metrics"
+	"oomlab/harness/internal/protocol"
 	"oomlab/harness/internal/results"
 	"oomlab/harness/internal/tailbuf"
 	"oomlab/harness/internal/vm"
@@ -98,41 +98,20 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 	if err != nil {
 		return err
 	}
-	cfg, err := json.Marshal(agent.Config{
-		ListenAddr:     ":22",
-		HostKeyPEM:     keys.HostKeyPEM,
-		AuthorizedKeys: keys.ClientAuthorized,
-		IPCIDR:         "10.0.2.15/24",
-		Gateway:        "10.0.2.2",
-		Sysctls:        sc.Guest.Sysctls,
-		PathDirs:       []string{"/bin"},
-	})
-	if err != nil {
-		return err
+	cfg := protocol.Config{
+		ListenAddr: fmt.Sprintf(":%d", vm.GuestSSHPort),
+		IPCIDR:     vm.GuestCIDR,
+		Gateway:    vm.GuestGateway,
+		Sysctls:    sc.Guest.Sysctls,
 	}
-	img, err := initramfs.Build(initramfs.Guest{
-		Agent:     env.AgentBin,
-		Stressors: env.Stressors,
-		Files:     map[string][]byte{strings.TrimPrefix(agent.ConfigPath, "/"): cfg},
-	})
-	if err != nil {
-		return err
-	}
+	keys.Apply(&cfg)
 	tmp, err := os.MkdirTemp("", "oomlab-guest-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
 	initrd := filepath.Join(tmp, "initrd.cpio")
-	f, err := os.Create(initrd)
-	if err != nil {
-		return err
-	}
-	if _, err := img.WriteTo(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := initramfs.WriteFile(initrd, initramfs.Guest{Agent: env.AgentBin, Stressors: env.Stressors, Config: cfg}); err != nil {
 		return err
 	}
 
@@ -206,7 +185,7 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 	go func() {
 		defer close(mdone)
 		enc := json.NewEncoder(mfile)
-		c.Metrics(mctx, 250*time.Millisecond, func(s agent.Sample) { enc.Encode(s) })
+		c.Metrics(mctx, 250*time.Millisecond, func(s guest.Sample) { enc.Encode(s) })
 	}()
 	stopMetrics := func() {
 		mcancel()
@@ -214,7 +193,7 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 		mfile.Close()
 	}
 
-	if _, err := c.Output(ctx, "kmsg oomlab: stress start "+base); err != nil {
+	if err := c.Kmsg(ctx, "oomlab: stress start "+base); err != nil {
 		stopMetrics()
 		return fmt.Errorf("stress start marker: %w", err)
 	}
@@ -263,13 +242,17 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 
 	// Clean shutdown through the agent; Stop (deferred) is the fallback.
 	if alive {
-		if p, err := c.Start(ctx, "poweroff", io.Discard, io.Discard); err == nil {
+		// The guest may go down before the agent's answer is through: only
+		// a refusal means there is nothing to wait for.
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		var refused *guest.CommandError
+		if err := c.Poweroff(pctx); !errors.As(err, &refused) {
 			select {
 			case <-v.Done():
-			case <-time.After(5 * time.Second):
+			case <-pctx.Done():
 			}
-			p.Close()
 		}
+		pcancel()
 	}
 	return nil
 }
@@ -326,20 +309,11 @@ func runActions(ctx context.Context, c *guest.Client, sc *Scenario, variant stri
 
 // census counts user-space processes by name (kernel threads left out).
 func census(ctx context.Context, c *guest.Client) map[string]int {
-	out, err := stepOutput(ctx, c, "ps")
+	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	m, err := c.Census(ctx)
 	if err != nil {
 		return nil
-	}
-	var procs []agent.ProcInfo
-	if json.Unmarshal(out, &procs) != nil {
-		return nil
-	}
-	m := map[string]int{}
-	for _, p := range procs {
-		if p.PID == 2 || p.PPID == 2 {
-			continue
-		}
-		m[p.Comm]++
 	}
 	return m
 }
@@ -410,8 +384,11 @@ func dial(ctx context.Context, v *vm.VM, keys *guest.Keys) (*guest.Client, error
 	}()
 	c, err := guest.Dial(dctx, v.SSHAddr, keys, 3*time.Second)
 	if err != nil {
-		if e := v.ExitError(); e != nil || isDone(v.Done()) {
+		if e := v.ExitError(); e != nil {
 			return nil, fmt.Errorf("guest died before the agent answered: %v", e)
+		}
+		if isDone(v.Done()) {
+			return nil, errors.New("QEMU exited (status 0) before the agent answered")
 		}
 		return nil, fmt.Errorf("agent did not answer on %s: %w", v.SSHAddr, err)
 	}
@@ -450,9 +427,8 @@ func startStressors(ctx context.Context, c *guest.Client, sc *Scenario) ([]*proc
 			}
 		}
 		for i := 0; i < st.Count; i++ {
-			cmd := runCommand(st)
 			out := &tailbuf.Buffer{Max: 4096}
-			p, err := c.Start(ctx, cmd, out, out)
+			p, err := c.StartSpawn(ctx, st.Spawn, st.Command, out, out)
 			if err != nil {
 				for _, q := range procs {
 					q.p.Close()
@@ -465,26 +441,6 @@ func startStressors(ctx context.Context, c *guest.Client, sc *Scenario) ([]*proc
 		}
 	}
 	return procs, nil
-}
-
-// runCommand wraps a stressor in the agent's run builtin, which sets its
-// scheduling class, affinity, cgroup and oom_score_adj before exec.
-func runCommand(st Stressor) string {
-	args := []string{"run"}
-	if st.Policy != "" {
-		args = append(args, "--policy", st.Policy)
-	}
-	if st.Prio != 0 {
-		args = append(args, "--prio", strconv.Itoa(st.Prio))
-	}
-	if st.CPUs != "" {
-		args = append(args, "--cpus", st.CPUs)
-	}
-	if st.Cgroup != "" {
-		args = append(args, "--cgroup", st.Cgroup)
-	}
-	args = append(args, "--oom-score-adj", strconv.Itoa(st.OOMScoreAdj), "--")
-	return strings.Join(args, " ") + " " + st.Command
 }
 
 // killGrace is how long the stress phase goes on after the wanted number of

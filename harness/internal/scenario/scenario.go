@@ -18,6 +18,7 @@ import (
 	"github.com/goccy/go-yaml/parser"
 
 	"oomlab/harness/internal/metrics"
+	"oomlab/harness/internal/protocol"
 )
 
 // Scenario is one scenario file.
@@ -54,15 +55,14 @@ type Guest struct {
 
 // Stressor is a program started in the guest, Count times.
 type Stressor struct {
-	Name        string `yaml:"name"`
-	Command     string `yaml:"command"`
-	Count       int    `yaml:"count"`
-	Policy      string `yaml:"policy"` // other, fifo, rr, batch, idle
-	Prio        int    `yaml:"prio"`
-	CPUs        string `yaml:"cpus"` // affinity list, e.g. "0" or "1-3"
-	OOMScoreAdj int    `yaml:"oom_score_adj"`
-	Cgroup      string `yaml:"cgroup"`
-	Background  bool   `yaml:"background"` // runs for the whole stress phase; its end does not count as "all exited"
+	Name    string `yaml:"name"`
+	Command string `yaml:"command"`
+	Count   int    `yaml:"count"`
+	// Spawn holds how the agent starts it: policy (other, fifo, rr, batch,
+	// idle), prio, cpus (affinity list, e.g. "0" or "1-3"), oom_score_adj,
+	// nice and cgroup, written at the stressor's level in YAML.
+	protocol.Spawn `yaml:",inline"`
+	Background     bool `yaml:"background"` // runs for the whole stress phase; its end does not count as "all exited"
 	// StartAfter delays the start, measured from the start of the stress
 	// phase: a victim allocates first, the hogs that push it over come later.
 	StartAfter Duration `yaml:"start_after"`
@@ -149,7 +149,6 @@ var (
 	// scenario file is validated without the kernel build package.
 	variantRE = regexp.MustCompile(`^(baseline|patched(:[1-9][0-9]{0,2})?)$`)
 	sysctlRE  = regexp.MustCompile(`^[a-z0-9_]+(\.[a-z0-9_]+)+$`)
-	policies  = map[string]bool{"": true, "other": true, "fifo": true, "rr": true, "batch": true, "idle": true}
 )
 
 // Error is a validation error at a position in a file.
@@ -297,14 +296,11 @@ func (s *Scenario) validate() (string, string) {
 			return at + ".name", fmt.Sprintf("stressors[%d].name %q is used twice: give each stressor its own name", i, st.Name)
 		case st.Count < 1 || st.Count > 256:
 			return at + ".count", fmt.Sprintf("stressors[%d].count %d out of range 1..256", i, st.Count)
-		case !policies[st.Policy]:
-			return at + ".policy", fmt.Sprintf("stressors[%d].policy %q: want other, fifo, rr, batch or idle", i, st.Policy)
-		case (st.Policy == "fifo" || st.Policy == "rr") && (st.Prio < 1 || st.Prio > 99):
-			return at + ".prio", fmt.Sprintf("stressors[%d].prio %d: fifo/rr need 1..99", i, st.Prio)
 		case st.StartAfter.D() < 0 || st.StartAfter.D() >= s.Duration.D():
 			return at + ".start_after", fmt.Sprintf("stressors[%d].start_after %s must be within the duration %s", i, st.StartAfter.D(), s.Duration.D())
-		case st.OOMScoreAdj < -1000 || st.OOMScoreAdj > 1000:
-			return at + ".oom_score_adj", fmt.Sprintf("stressors[%d].oom_score_adj %d out of range -1000..1000", i, st.OOMScoreAdj)
+		}
+		if field, msg := checkSpawn(at, i, st.Spawn, s.Guest.CPUs); msg != "" {
+			return field, msg
 		}
 		names[st.Name] = true
 	}
@@ -357,6 +353,28 @@ func (s *Scenario) validate() (string, string) {
 		}
 		if field, msg := s.checkExpect("expect_variant."+v, m); msg != "" {
 			return field, msg
+		}
+	}
+	return "", ""
+}
+
+// checkSpawn checks how a stressor is started: protocol.Spawn.Validate (the
+// agent applies the same checks), and that its CPUs exist in the guest.
+func checkSpawn(at string, i int, sp protocol.Spawn, guestCPUs int) (string, string) {
+	if err := sp.Validate(); err != nil {
+		field := ""
+		var fe *protocol.FieldError
+		if errors.As(err, &fe) {
+			field = "." + fe.Field
+		}
+		return at + field, fmt.Sprintf("stressors[%d].%v", i, err)
+	}
+	if sp.CPUs != "" {
+		cpus, _ := protocol.ParseCPUList(sp.CPUs) // valid: checked above
+		for _, c := range cpus {
+			if c >= guestCPUs {
+				return at + ".cpus", fmt.Sprintf("stressors[%d].cpus %q: CPU %d, but the guest has %d vCPUs (0..%d)", i, sp.CPUs, c, guestCPUs, guestCPUs-1)
+			}
 		}
 	}
 	return "", ""

@@ -2,11 +2,13 @@ package scenario
 
 import (
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 
 	"oomlab"
 	"oomlab/harness/internal/metrics"
+	"oomlab/harness/internal/protocol"
 )
 
 const good = `name: t
@@ -58,7 +60,15 @@ func TestParseErrors(t *testing.T) {
 		{"cpus range", "name: t\nguest:\n  cpus: 999\n", "t.yaml:3:9: guest.cpus 999 out of range"},
 		{"memory range", "name: t\nguest:\n  memory_mb: 1\n", "guest.memory_mb 1 out of range"},
 		{"bad policy", "name: t\nstressors:\n  - command: x\n    policy: realtime\n", "t.yaml:4:13: stressors[0].policy \"realtime\""},
-		{"fifo without prio", "name: t\nstressors:\n  - command: x\n    policy: fifo\n", "fifo/rr need 1..99"},
+		{"fifo without prio", "name: t\nstressors:\n  - command: x\n    policy: fifo\n", "t.yaml:3:12: stressors[0].prio 0: fifo/rr need 1..99"},
+		{"prio out of range", "name: t\nstressors:\n  - command: x\n    policy: rr\n    prio: 100\n", "t.yaml:5:11: stressors[0].prio 100: fifo/rr need 1..99"},
+		{"prio without rt", "name: t\nstressors:\n  - command: x\n    policy: idle\n    prio: 5\n", "t.yaml:5:11: stressors[0].prio 5: only policy fifo or rr has a priority"},
+		{"bad cpu list", "name: t\nstressors:\n  - command: x\n    cpus: 3-1\n", "t.yaml:4:11: stressors[0].cpus \"3-1\": bad CPU range"},
+		{"cpu not in guest", "name: t\nguest:\n  cpus: 2\nstressors:\n  - command: x\n    cpus: 0,2\n", "t.yaml:6:11: stressors[0].cpus \"0,2\": CPU 2, but the guest has 2 vCPUs (0..1)"},
+		{"oom_score_adj range", "name: t\nstressors:\n  - command: x\n    oom_score_adj: -1001\n", "t.yaml:4:20: stressors[0].oom_score_adj -1001 out of range -1000..1000"},
+		{"nice range", "name: t\nstressors:\n  - command: x\n    nice: 20\n", "t.yaml:4:11: stressors[0].nice 20 out of range -20..19"},
+		{"relative cgroup", "name: t\nstressors:\n  - command: x\n    cgroup: victim\n", "t.yaml:4:13: stressors[0].cgroup \"victim\": want an absolute directory"},
+		{"stressor unknown field", "name: t\nstressors:\n  - command: x\n    policyy: idle\n", "t.yaml:4:"},
 		{"empty command", "name: t\nstressors:\n  - name: x\n", "command is empty"},
 		{"unknown figure", "name: t\nexpect:\n  kils: 1\n", "t.yaml:3:9: expect: unknown figure \"kils\""},
 		{"bad condition", "name: t\nexpect:\n  lockups: about zero\n", "expect.lockups: condition"},
@@ -135,9 +145,32 @@ func TestBuiltinScenarios(t *testing.T) {
 	if len(files) != len(all)+1 { // and sets.yaml
 		t.Errorf("%d files in scenarios/, %d loaded", len(files), len(all))
 	}
-	cmd := runCommand(Stressor{Command: "rthog --cpu 1", Policy: "fifo", Prio: 50, CPUs: "1", OOMScoreAdj: 0})
-	if cmd != "run --policy fifo --prio 50 --cpus 1 --oom-score-adj 0 -- rthog --cpu 1" {
-		t.Errorf("runCommand = %q", cmd)
+	for _, sc := range all {
+		for _, st := range sc.Stressors {
+			if err := st.Spawn.Validate(); err != nil {
+				t.Errorf("%s: stressor %s: %v", sc.File, st.Name, err)
+			}
+		}
+	}
+}
+
+// TestStressorSpawn checks that a stressor's YAML fields land in its
+// protocol.Spawn and make the command line the agent decodes.
+func TestStressorSpawn(t *testing.T) {
+	s, err := Parse("t.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := s.Stressors[1]
+	want := protocol.Spawn{Policy: "fifo", Prio: 50, CPUs: "1"}
+	if !reflect.DeepEqual(rt.Spawn, want) {
+		t.Errorf("stressor rt: Spawn %+v, want %+v", rt.Spawn, want)
+	}
+	if s.Stressors[0].Policy != "idle" || s.Stressors[0].Prio != 0 {
+		t.Errorf("stressor hog: Spawn %+v", s.Stressors[0].Spawn)
+	}
+	if cmd := rt.Spawn.Command(rt.Command); cmd != "run --policy fifo --prio 50 --cpus 1 --oom-score-adj 0 -- rthog" {
+		t.Errorf("command line = %q", cmd)
 	}
 }
 

@@ -22,25 +22,36 @@ import (
 	"oomlab/harness/internal/tailbuf"
 )
 
+// The guest's network is QEMU user networking (-netdev user): QEMU's own
+// defaults give the guest its address and gateway, and the host's
+// VM.SSHAddr is forwarded to GuestSSHPort. The agent configuration takes
+// these from here.
+const (
+	GuestCIDR    = "10.0.2.15/24" // the guest's eth0
+	GuestGateway = "10.0.2.2"     // QEMU's host side
+	GuestSSHPort = 22             // where the agent listens
+)
+
 // Config describes one guest.
 type Config struct {
-	QEMU      string // binary; default qemu-system-x86_64
-	Kernel    string // bzImage
-	Initrd    string // newc cpio
-	Cmdline   string // kernel command line (console=ttyS0 is added)
-	CPUs      int
-	MemoryMB  int
-	Accel     string    // "auto" (KVM if it works, else TCG), "kvm" or "tcg"
-	Console   io.Writer // raw console bytes (the console log file)
-	OnLine    func(line []byte)
-	TempDir   string // for the QMP socket; default os.TempDir()
-	QMPTimout time.Duration
+	QEMU     string // binary; default qemu-system-x86_64
+	Kernel   string // bzImage
+	Initrd   string // newc cpio
+	Cmdline  string // kernel command line (console=ttyS0 is added)
+	CPUs     int
+	MemoryMB int
+	Accel    string    // "auto" (KVM if it works, else TCG), "kvm" or "tcg"
+	Console  io.Writer // raw console bytes (the console log file)
+	OnLine   func(line []byte)
+	TempDir  string // for the QMP socket; default os.TempDir()
+	// QMPTimeout bounds each QMP command (default 5s).
+	QMPTimeout time.Duration
 }
 
 // VM is a running guest.
 type VM struct {
 	Accel   string    // what it really runs with: "kvm" or "tcg"
-	SSHAddr string    // 127.0.0.1:port forwarded to the guest's port 22
+	SSHAddr string    // 127.0.0.1:port forwarded to the guest's GuestSSHPort
 	Started time.Time // when QEMU was started
 	QMP     *Monitor
 
@@ -86,8 +97,8 @@ func (c *Config) defaults() error {
 	default:
 		return fmt.Errorf("vm: accel %q: want auto, kvm or tcg", c.Accel)
 	}
-	if c.QMPTimout == 0 {
-		c.QMPTimout = 5 * time.Second
+	if c.QMPTimeout == 0 {
+		c.QMPTimeout = 5 * time.Second
 	}
 	return nil
 }
@@ -165,7 +176,7 @@ func (c *Config) args(accel, qmpSock string, sshPort int) []string {
 		"-chardev", "stdio,id=con,signal=off",
 		"-serial", "chardev:con",
 		"-qmp", "unix:" + qmpSock + ",server=on,wait=off",
-		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:22", sshPort),
+		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:%d", sshPort, GuestSSHPort),
 		"-device", "virtio-net-pci,netdev=n0",
 	}
 }
@@ -245,7 +256,7 @@ func launch(ctx context.Context, c Config, accel, qmpSock string, port int) (*VM
 			return nil, fmt.Errorf("vm: QEMU did not create its QMP socket in 10s")
 		}
 	}
-	mon, err := DialMonitor(ctx, qmpSock, c.QMPTimout)
+	mon, err := DialMonitor(ctx, qmpSock, c.QMPTimeout)
 	if err != nil {
 		v.Kill()
 		return nil, err
@@ -293,7 +304,8 @@ func (v *VM) readConsole(r io.Reader, log io.Writer, onLine func([]byte)) {
 // Done is closed when QEMU has exited and the console is fully read.
 func (v *VM) Done() <-chan struct{} { return v.done }
 
-// ExitError is QEMU's exit status and the tail of its stderr, after Done.
+// ExitError is QEMU's exit status and the tail of its stderr, after Done;
+// nil while QEMU runs and after an exit with status 0.
 func (v *VM) ExitError() error {
 	select {
 	case <-v.done:
@@ -305,9 +317,6 @@ func (v *VM) ExitError() error {
 	}
 	return fmt.Errorf("%v: %s", v.waitErr, strings.TrimSpace(v.stderr.String()))
 }
-
-// PID is QEMU's process id.
-func (v *VM) PID() int { return v.cmd.Process.Pid }
 
 // Stop ends the guest: QMP quit, then SIGKILL to the process group if QEMU
 // has not gone within grace. It always returns with QEMU gone.

@@ -1,8 +1,8 @@
-package agent
+package protocol
 
-// Sample is one line of output of the `metrics` builtin. The host side
-// (package guest) decodes into this very type, so the wire format has a
-// single definition.
+// Sample is one line of output of the `metrics` builtin. The agent encodes
+// and the host (package guest) decodes this very type, so the wire format
+// has a single definition.
 //
 // Memory values are in kB as reported by /proc/meminfo; vmstat values are
 // raw cumulative counters (pages or events) since boot; PSI totals are in
@@ -49,3 +49,30 @@ type Sample struct {
 	// Errors lists sources that could not be read for this sample.
 	Errors []string `json:"errors,omitempty"`
 }
+
+// Uptime is the output of the `uptime` builtin.
+type Uptime struct {
+	UptimeS float64 `json:"uptime_s"` // /proc/uptime
+	MonoS   float64 `json:"mono_s"`   // CLOCK_MONOTONIC
+	Load1   float64 `json:"load1"`
+	Load5   float64 `json:"load5"`
+	Load15  float64 `json:"load15"`
+}
+
+// ProcInfo is one element of the `ps` builtin's JSON array.
+type ProcInfo struct {
+	PID         int    `json:"pid"`
+	PPID        int    `json:"ppid"`
+	Comm        string `json:"comm"`
+	State       string `json:"state"`
+	Policy      string `json:"policy"` // other|fifo|rr|batch|idle|deadline, see PolicyName
+	RTPrio      uint   `json:"rt_prio"`
+	Nice        int    `json:"nice"`
+	OOMScoreAdj int    `json:"oom_score_adj"`
+	RSSKB       int    `json:"rss_kb"`
+	Threads     int    `json:"threads"`
+	Cmdline     string `json:"cmdline,omitempty"`
+}
+
+// KernelThread says whether p is kthreadd (PID 2) or one of its children.
+func (p ProcInfo) KernelThread() bool { return p.PID == 2 || p.PPID == 2 }

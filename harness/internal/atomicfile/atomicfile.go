@@ -1,4 +1,6 @@
-package results
+// Package atomicfile replaces files atomically: the one way oomlab writes a
+// file a reader or a killed run may see half done.
+package atomicfile
 
 import (
 	"fmt"
@@ -6,11 +8,11 @@ import (
 	"path/filepath"
 )
 
-// WriteFile atomically replaces name with data, so that a reader, or a run
+// Write atomically replaces name with data, so that a reader, or a run
 // killed half way, never sees a half-written file: data goes to a temporary
 // file in the same directory, is synced, renamed over name, and the
 // directory is synced so that the rename survives a crash too.
-func WriteFile(name string, data []byte, perm os.FileMode) error {
+func Write(name string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err

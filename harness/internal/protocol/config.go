@@ -1,4 +1,4 @@
-package agent
+package protocol
 
 import (
 	"encoding/json"
@@ -9,8 +9,8 @@ import (
 // ConfigPath is where the initramfs carries the agent configuration.
 const ConfigPath = "/etc/oomlab/agent.json"
 
-// Config is the agent configuration. The host side (package guest and the
-// initramfs builder) writes it as JSON to ConfigPath.
+// Config is the agent configuration. The host writes it as JSON to
+// ConfigPath in the image; the agent reads it at boot.
 type Config struct {
 	ListenAddr     string            `json:"listen_addr"`     // e.g. ":22"
 	HostKeyPEM     string            `json:"host_key_pem"`    // OpenSSH private key PEM
@@ -34,6 +34,9 @@ func (c Config) WithDefaults() Config {
 	}
 	return c
 }
+
+// Marshal encodes c as the agent reads it.
+func (c Config) Marshal() ([]byte, error) { return json.Marshal(c) }
 
 // LoadConfig reads and decodes a JSON config file and applies defaults.
 func LoadConfig(path string) (Config, error) {
