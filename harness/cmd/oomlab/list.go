@@ -3,12 +3,15 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"oomlab"
 	"oomlab/harness/internal/metrics"
 	"oomlab/harness/internal/scenario"
+	"oomlab/harness/internal/suite"
 )
 
 func newListCmd() *cobra.Command {
@@ -54,7 +57,15 @@ func newValidateCmd() *cobra.Command {
 			bad := 0
 			for _, a := range args {
 				data, err := os.ReadFile(a)
-				if err == nil {
+				switch {
+				case err != nil:
+				case filepath.Base(a) == scenario.SetsFile:
+					// The sets file names built-in scenarios.
+					var b *suite.Builtin
+					if b, err = suite.LoadBuiltin(oomlab.Assets); err == nil {
+						_, err = suite.ParseSets(a, data, b.Scenarios)
+					}
+				default:
 					_, err = scenario.Parse(a, data)
 				}
 				if err != nil {

@@ -170,6 +170,13 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 			patches = patches[:prefix]
 		}
 	}
+	if WithTest(o.Variant) {
+		test, err := readTestSeries(o.Series)
+		if err != nil {
+			return nil, err
+		}
+		patches = append(patches, test...)
+	}
 	src, err := b.identify(ctx)
 	if err != nil {
 		return nil, err
@@ -367,11 +374,22 @@ func patchBody(data []byte) []byte {
 	return body
 }
 
+// TestSuffix marks a variant that also gets the test-only series
+// (patches/test: fault injection and other lab hooks that are never sent
+// upstream) on top: "patched:2+test".
+const TestSuffix = "+test"
+
+// TestSeriesDir is the test-only series inside the series directory.
+const TestSeriesDir = "test"
+
+// WithTest says whether variant v asks for the test-only series on top.
+func WithTest(v string) bool { return strings.HasSuffix(v, TestSuffix) }
+
 // ParseVariant splits a kernel variant: "baseline", "patched" (the whole
 // series) or "patched:N", the first N patches, which measures a patch
-// against the ones before it (e.g. a fault-injection knob that the
-// baseline does not have).
+// against the ones before it; any of them may end in "+test" (WithTest).
 func ParseVariant(v string) (kind string, prefix int, err error) {
+	v = strings.TrimSuffix(v, TestSuffix)
 	switch {
 	case v == VariantBaseline || v == VariantPatched:
 		return v, 0, nil
@@ -381,13 +399,14 @@ func ParseVariant(v string) (kind string, prefix int, err error) {
 			return VariantPatched, n, nil
 		}
 	}
-	return "", 0, fmt.Errorf("kernel variant %q is unknown; use %q, %q or %q:N (the first N patches)", v, VariantBaseline, VariantPatched, VariantPatched)
+	return "", 0, fmt.Errorf("kernel variant %q is unknown; use %q, %q or %q:N (the first N patches), each optionally with %q (the test-only series on top)", v, VariantBaseline, VariantPatched, VariantPatched, TestSuffix)
 }
 
 // localVersion is the kernel release suffix of a variant ("patched:3" ->
 // "-oomlab-patched-3": a colon has no place in a release string).
 func localVersion(variant string) string {
-	return "-oomlab-" + strings.ReplaceAll(variant, ":", "-")
+	r := strings.NewReplacer(":", "-", "+", "-")
+	return "-oomlab-" + r.Replace(variant)
 }
 
 // meta is <cache>/kernels/<key>/meta.json.
@@ -506,4 +525,27 @@ func cause(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// readTestSeries reads the test-only series; its patches are named
+// "test/<file>" so that logs and errors say which series they are from.
+func readTestSeries(series fs.FS) ([]Patch, error) {
+	if series == nil {
+		return nil, fmt.Errorf("a %q variant needs the test-only series (%s/series in the patch directory), but there is no patch directory", TestSuffix, TestSeriesDir)
+	}
+	sub, err := fs.Sub(series, TestSeriesDir)
+	if err != nil {
+		return nil, err
+	}
+	patches, err := ReadSeries(sub)
+	if err != nil {
+		return nil, fmt.Errorf("test-only series: %w", err)
+	}
+	if len(patches) == 0 {
+		return nil, fmt.Errorf("a %q variant needs the test-only series, but %s/series in the patch directory lists no patches", TestSuffix, TestSeriesDir)
+	}
+	for i := range patches {
+		patches[i].Name = TestSeriesDir + "/" + patches[i].Name
+	}
+	return patches, nil
 }

@@ -59,10 +59,19 @@ func ParseRequest(s string, series fs.FS) (Request, error) {
 // by name and the scenario runs the whole series (smoke on every prefix
 // with bisect).
 func (r Request) Runs(listed []string, v string) bool {
-	prefix := strings.HasPrefix(v, VariantPatched+":")
+	base := strings.TrimSuffix(v, TestSuffix)
+	prefix := strings.HasPrefix(base, VariantPatched+":")
 	asked := slices.Contains(r.Want, v)
-	if slices.Contains(listed, v) && (asked || (r.All && prefix && slices.Contains(r.Want, VariantPatched))) {
-		return true
+	if slices.Contains(listed, v) {
+		if asked {
+			return true
+		}
+		// "all": a prefix runs where the whole series does, and a
+		// "+test" variant wherever the kernel it is built on runs.
+		if r.All && ((prefix && slices.Contains(r.Want, VariantPatched)) ||
+			(base != v && slices.Contains(r.Want, base))) {
+			return true
+		}
 	}
 	return asked && prefix && slices.Contains(listed, VariantPatched)
 }
@@ -90,13 +99,18 @@ func (r Request) Plan(lists ...[]string) []string {
 // then growing prefixes of the series, then the whole series.
 func SortVariants(vs []string) {
 	rank := func(v string) int {
-		switch _, n, _ := ParseVariant(v); {
-		case v == VariantBaseline:
-			return 0
+		base := strings.TrimSuffix(v, TestSuffix)
+		r := 1 << 20
+		switch _, n, _ := ParseVariant(base); {
+		case base == VariantBaseline:
+			r = 0
 		case n > 0:
-			return n
+			r = n
 		}
-		return 1 << 20
+		if base != v {
+			return 2*r + 1 // right after the kernel it is built on
+		}
+		return 2 * r
 	}
 	sort.SliceStable(vs, func(i, j int) bool { return rank(vs[i]) < rank(vs[j]) })
 }

@@ -3,6 +3,7 @@ package kbuild
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -118,5 +119,45 @@ func TestReadFragments(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("ReadFragments(%s) = %v, want one line with %q", c.path, err, c.want)
 		}
+	}
+}
+
+func TestTestVariants(t *testing.T) {
+	got := []string{"patched+test", "patched:3+test", "baseline", "patched:2+test", "patched:3", "baseline+test"}
+	SortVariants(got)
+	if strings.Join(got, ",") != "baseline,baseline+test,patched:2+test,patched:3,patched:3+test,patched+test" {
+		t.Errorf("SortVariants = %v", got)
+	}
+	for v, want := range map[string]string{"patched:2+test": "patched 2", "baseline+test": "baseline 0", "patched+test": "patched 0"} {
+		k, n, err := ParseVariant(v)
+		if err != nil || k+" "+strconv.Itoa(n) != want || !WithTest(v) {
+			t.Errorf("ParseVariant(%q) = %s %d %v", v, k, n, err)
+		}
+	}
+	for _, v := range []string{"patched+tests", "+test", "patched:0+test", "test"} {
+		if _, _, err := ParseVariant(v); err == nil {
+			t.Errorf("ParseVariant(%q) accepted", v)
+		}
+	}
+	if got := localVersion("patched:2+test"); got != "-oomlab-patched-2-test" {
+		t.Errorf("localVersion = %q", got)
+	}
+	all := Request{Want: []string{"baseline", "patched"}, All: true}
+	listed := []string{"patched:2+test", "patched+test"}
+	if !all.Runs(listed, "patched:2+test") || !all.Runs(listed, "patched+test") || all.Runs(listed, "baseline+test") {
+		t.Errorf("Runs with all: %v", all.Plan(listed))
+	}
+	if only := (Request{Want: []string{"baseline"}, All: true}); only.Runs(listed, "patched+test") {
+		t.Error("patched+test runs although the series does not")
+	}
+
+	series := fstest.MapFS{"series": {Data: []byte("a.patch\n")}, "a.patch": {},
+		"test/series": {Data: []byte("t.patch\n")}, "test/t.patch": {Data: []byte("x")}}
+	p, err := readTestSeries(series)
+	if err != nil || len(p) != 1 || p[0].Name != "test/t.patch" || string(p[0].Data) != "x" {
+		t.Errorf("readTestSeries = %+v, %v", p, err)
+	}
+	if _, err := readTestSeries(fstest.MapFS{"series": {Data: []byte("a.patch\n")}, "a.patch": {}}); err == nil || !strings.Contains(err.Error(), "test/series") {
+		t.Errorf("missing test series: %v", err)
 	}
 }

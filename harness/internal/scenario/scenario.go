@@ -147,7 +147,7 @@ var (
 	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 	// variantRE: kbuild.ParseVariant's grammar, checked here so that a
 	// scenario file is validated without the kernel build package.
-	variantRE = regexp.MustCompile(`^(baseline|patched(:[1-9][0-9]{0,2})?)$`)
+	variantRE = regexp.MustCompile(`^(baseline|patched(:[1-9][0-9]{0,2})?)(\+test)?$`)
 	sysctlRE  = regexp.MustCompile(`^[a-z0-9_]+(\.[a-z0-9_]+)+$`)
 )
 

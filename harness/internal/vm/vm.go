@@ -154,13 +154,20 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 	return start(ctx, c, "tcg")
 }
 
+// HandoffDebug is on every guest's command line: dynamic debug for
+// mm/oom_kill.c, where the series prints the exit_mmap/oom_reaper handoff.
+const HandoffDebug = `dyndbg="file oom_kill.c +p"`
+
 func (c *Config) args(accel, qmpSock string, sshPort int) []string {
 	cpu := "max"
 	accelArg := "tcg,thread=multi"
 	if accel == "kvm" {
 		cpu, accelArg = "host", "kvm"
 	}
-	cmdline := strings.TrimSpace("console=ttyS0 " + c.Cmdline)
+	// HandoffDebug turns on the series' "Handed over <pid> to exit path."
+	// line, a pr_debug() that costs nothing unless enabled; kernels
+	// without it (or without CONFIG_DYNAMIC_DEBUG) ignore the parameter.
+	cmdline := strings.TrimSpace("console=ttyS0 " + HandoffDebug + " " + c.Cmdline)
 	return []string{
 		"-machine", "q35",
 		"-accel", accelArg,
