@@ -73,10 +73,17 @@ KVER=$(base_field kernel)
 [ -f "$TARBALL" ] || die "base tarball $TARBALL not found (package $(base_field package) $(base_field version))"
 
 mapfile -t SERIES < <(sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^$/d' "$PATCHES/series")
+UPSTREAM=${#SERIES[@]}
+# The test-only series (fault injection; never sent upstream) goes on top:
+# it must apply, be checkpatch clean and build like the rest.
+if [ -f "$PATCHES/test/series" ]; then
+	mapfile -t TESTS < <(sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^$/d' "$PATCHES/test/series")
+	SERIES+=("${TESTS[@]/#/test/}")
+fi
 for p in "${SERIES[@]}"; do
-	[ -f "$PATCHES/$p" ] || die "$p: listed in patches/series but missing"
+	[ -f "$PATCHES/$p" ] || die "$p: listed in patches/series or patches/test/series but missing"
 done
-echo "patches-check: ${#SERIES[@]} patches against $(base_field package) $(base_field version)"
+echo "patches-check: $UPSTREAM patches + $((${#SERIES[@]} - UPSTREAM)) test-only against $(base_field package) $(base_field version)"
 
 # --- fresh git tree of the pristine base ----------------------------------
 if [ -n "$WORK" ]; then
@@ -157,10 +164,12 @@ if [ ${#FRAGS[@]} -eq 0 ]; then
 	EOF
 	FRAGS+=("$WORK/minimal.config")
 fi
-# What the series needs to be compiled at all: the vmstat counters, the
-# freezer (kernel/freezer.c), debugfs and the fault injection knob.
+# What the series needs to be compiled at all: futexes (the robust lists
+# the oom_reaper keeps), dynamic debug (the handoff pr_debug), the freezer
+# (kernel/freezer.c), debugfs and the test-only fault injection knob.
 cat > "$WORK/series.config" <<-'EOF'
-CONFIG_VM_EVENT_COUNTERS=y
+CONFIG_FUTEX=y
+CONFIG_DYNAMIC_DEBUG=y
 CONFIG_CGROUP_FREEZER=y
 CONFIG_DEBUG_FS=y
 CONFIG_OOM_DEBUG_FAULTS=y
@@ -191,7 +200,9 @@ for p in "${SERIES[@]}"; do
 		die "$p: does not apply (git am)"
 	fi
 	rc=0
-	out=$(cd "$SRC" && ./scripts/checkpatch.pl --strict "$PATCHES/$p" 2>&1) || rc=$?
+	# UNKNOWN_COMMIT_ID: the base is a release tarball without upstream
+	# history, so checkpatch cannot look up the ids in Fixes: tags.
+	out=$(cd "$SRC" && ./scripts/checkpatch.pl --strict --ignore UNKNOWN_COMMIT_ID "$PATCHES/$p" 2>&1) || rc=$?
 	if [ "$rc" != 0 ] ||
 	   ! grep -q '^total: 0 errors, 0 warnings, 0 checks' <<< "$out"; then
 		echo "$out" >&2
@@ -237,6 +248,8 @@ if [ "$BUILD" = 1 ] && [ "$VARIANTS" = 1 ]; then
 	# CONFIG_DEBUG_FS is not set
 	# CONFIG_FAULT_INJECTION is not set
 	# CONFIG_SYSCTL is not set
+	# CONFIG_FUTEX is not set
+	# CONFIG_DYNAMIC_DEBUG is not set
 	# CONFIG_VM_EVENT_COUNTERS is not set
 	# CONFIG_CGROUP_FREEZER is not set
 	EOF
@@ -254,4 +267,4 @@ if [ "$BUILD" = 1 ] && [ "$VARIANTS" = 1 ]; then
 	fi
 fi
 
-echo "patches-check: OK (${#SERIES[@]} patches)"
+echo "patches-check: OK ($UPSTREAM patches + $((${#SERIES[@]} - UPSTREAM)) test-only)"
