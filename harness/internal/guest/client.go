@@ -273,12 +273,29 @@ func (c *Client) Ping(ctx context.Context, timeout time.Duration) error {
 	return err
 }
 
+// Job is a command started in the background as a caller sees it that
+// only waits for its end or ends it: *Process is one. It is what
+// StartSpawn returns, so that a stand-in for the agent (the scenario
+// runner's fakes) can start its own.
+type Job interface {
+	// Wait waits for the command to end (see Process.Wait).
+	Wait() (*Result, error)
+	// Close ends the command if it still runs (see Process.Close).
+	Close() error
+}
+
+var _ Job = (*Process)(nil)
+
 // StartSpawn starts cmdline (agent command syntax) with the process
 // attributes of s (scheduling policy, CPUs, cgroup, oom_score_adj), like
 // Start. s should have passed s.Validate(); the agent refuses it otherwise
 // (exit status 2).
-func (c *Client) StartSpawn(ctx context.Context, s protocol.Spawn, cmdline string, stdout, stderr io.Writer) (*Process, error) {
-	return c.Start(ctx, s.Command(cmdline), stdout, stderr)
+func (c *Client) StartSpawn(ctx context.Context, s protocol.Spawn, cmdline string, stdout, stderr io.Writer) (Job, error) {
+	p, err := c.Start(ctx, s.Command(cmdline), stdout, stderr)
+	if err != nil {
+		return nil, err // not a Job holding a nil *Process
+	}
+	return p, nil
 }
 
 // Kmsg writes text as one line into the guest's kernel log, where it gets

@@ -2,14 +2,11 @@ package scenario
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,7 +16,6 @@ import (
 	"oomlab/harness/internal/metrics"
 	"oomlab/harness/internal/protocol"
 	"oomlab/harness/internal/results"
-	"oomlab/harness/internal/tailbuf"
 	"oomlab/harness/internal/vm"
 )
 
@@ -42,21 +38,32 @@ type Env struct {
 
 // Run boots one guest and runs the scenario in it. It always returns a
 // Result; infrastructure failures have Verdict "error".
+//
+// The run goes in phases, each a function of the machine and the agent's
+// shell (the Machine and Shell interfaces): boot (boot, dialAgent), setup
+// (setupPhase), stress (stressPhase), census and probes (censusPhase),
+// teardown (stopStressors, shutdown), figures and verdict (figures,
+// judge). runGuest strings together the phases after boot.
 func Run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int) *results.Result {
 	r := &results.Result{Scenario: sc.Name, Variant: variant, Repeat: repeat, Started: time.Now()}
 	err := run(ctx, env, sc, variant, repeat, r)
 	r.WallS = time.Since(r.Started).Seconds()
-	switch {
-	case err != nil:
-		r.Verdict, r.Error = results.Error, err.Error()
-	default:
-		r.Failures = metrics.Evaluate(sc.Expectations(variant), r.Figures)
-		r.Verdict = results.Pass
-		if len(r.Failures) > 0 {
-			r.Verdict = results.Fail
-		}
-	}
+	judge(r, sc, variant, err)
 	return r
+}
+
+// judge is the verdict: an error if the run could not complete, else
+// whether the figures meet the scenario's expectations for the variant.
+func judge(r *results.Result, sc *Scenario, variant string, err error) {
+	if err != nil {
+		r.Verdict, r.Error = results.Error, err.Error()
+		return
+	}
+	r.Failures = metrics.Evaluate(sc.Expectations(variant), r.Figures)
+	r.Verdict = results.Pass
+	if len(r.Failures) > 0 {
+		r.Verdict = results.Fail
+	}
 }
 
 // eventLog collects console events as they stream in.
@@ -67,6 +74,9 @@ type eventLog struct {
 	kills  metrics.KillCounter // as the figures count them, for stop_when
 }
 
+func newEventLog() *eventLog { return &eventLog{parser: console.NewParser()} }
+
+// line is the machine's console callback.
 func (l *eventLog) line(b []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -82,6 +92,58 @@ func (l *eventLog) killCount() int {
 	return l.kills.Kills
 }
 
+func (l *eventLog) snapshot() []console.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]console.Event(nil), l.events...)
+}
+
+// facts is what the phases found out, besides the console and the
+// stressor exits, that the figures are computed from.
+type facts struct {
+	alive  bool          // the agent answered after the stress phase
+	boot   time.Duration // QEMU start -> agent answered
+	stress time.Duration // length of the stress phase
+	left   map[string]int
+	probes map[string]float64
+}
+
+// figures computes the run's figures from its console events, its stressor
+// exits and the facts. It runs however the run ended, so that a run that
+// died half way still reports what its console showed.
+func figures(r *results.Result, sc *Scenario, events *eventLog, f *facts) {
+	r.Events = events.snapshot()
+	r.Figures = metrics.Compute(metrics.Facts{
+		Events: r.Events, Boot: f.boot, Stress: f.stress, GuestAlive: f.alive,
+		Left: f.left, Stressors: sc.StressorNames(), Exits: results.ExitFacts(r.Stressors), Probes: f.probes,
+	})
+}
+
+// Bounds of the boot, which only the real machine goes through.
+const (
+	dialTimeout      = 90 * time.Second // QEMU start -> agent answers
+	handshakeTimeout = 3 * time.Second  // one SSH handshake attempt
+	stopGrace        = 3 * time.Second  // QMP quit -> SIGKILL
+)
+
+// waits are the runner's fixed waits after boot, in one place; the tests
+// shorten them.
+type waits struct {
+	killGrace time.Duration // stress phase after stop_when's kills, for the foreground stressors to end
+	stopProc  time.Duration // per stressor stopped at the end, for the agent to report its end
+	ping      time.Duration // the liveness check after the settle
+	poweroff  time.Duration // agent acknowledgement and machine exit
+	metrics   time.Duration // sampling interval of the metrics stream
+}
+
+var defaultWaits = waits{
+	killGrace: 10 * time.Second,
+	stopProc:  5 * time.Second,
+	ping:      15 * time.Second,
+	poweroff:  5 * time.Second,
+	metrics:   250 * time.Millisecond,
+}
+
 func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int, r *results.Result) error {
 	logf := env.Log
 	if logf == nil {
@@ -94,26 +156,11 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 	ctx, cancel := context.WithTimeout(ctx, sc.Timeout.D())
 	defer cancel()
 
-	keys, err := guest.NewKeys()
-	if err != nil {
-		return err
-	}
-	cfg := protocol.Config{
-		ListenAddr: fmt.Sprintf(":%d", vm.GuestSSHPort),
-		IPCIDR:     vm.GuestCIDR,
-		Gateway:    vm.GuestGateway,
-		Sysctls:    sc.Guest.Sysctls,
-	}
-	keys.Apply(&cfg)
 	tmp, err := os.MkdirTemp("", "oomlab-guest-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	initrd := filepath.Join(tmp, "initrd.cpio")
-	if err := initramfs.WriteFile(initrd, initramfs.Guest{Agent: env.AgentBin, Stressors: env.Stressors, Config: cfg}); err != nil {
-		return err
-	}
 
 	base := fmt.Sprintf("%s-%s-%d", sc.Name, variant, repeat)
 	r.Console = "console-" + base + ".log"
@@ -122,394 +169,160 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 		return err
 	}
 	defer conLog.Close()
-	events := &eventLog{parser: console.NewParser()}
-	// Figures are computed however the run ends, so that a run that died
-	// half way still reports what its console showed.
-	var alive bool
-	var boot, stress time.Duration
-	var left map[string]int
-	probed := map[string]float64{}
-	defer func() {
-		events.mu.Lock()
-		r.Events = events.events
-		events.mu.Unlock()
-		r.Figures = metrics.Compute(metrics.Facts{
-			Events: r.Events, Boot: boot, Stress: stress, GuestAlive: alive,
-			Left: left, Stressors: sc.StressorNames(), Exits: results.ExitFacts(r.Stressors), Probes: probed,
-		})
-	}()
+	events := newEventLog()
+	f := &facts{probes: map[string]float64{}}
+	// Deferred before the machine's Stop, so it runs after it: the
+	// console has been read to the end.
+	defer figures(r, sc, events, f)
 
 	logf("%s: booting %s kernel (%d vCPUs, %d MB)", base, variant, sc.Guest.CPUs, sc.Guest.MemoryMB)
+	v, sh, err := boot(ctx, env, sc, kernel, tmp, conLog, events.line)
+	if v != nil {
+		defer v.Stop(stopGrace)
+		r.Accel = v.Accel
+	}
+	if err != nil {
+		return err
+	}
+	defer sh.Close()
+	f.boot = time.Since(v.Started)
+	logf("%s: agent ready after %.2fs (%s)", base, f.boot.Seconds(), v.Accel)
+	f.alive = true
+
+	g := &session{sc: sc, variant: variant, base: base, dir: env.Dir, m: v, sh: sh, events: events, logf: logf, waits: defaultWaits}
+	return runGuest(ctx, g, r, f)
+}
+
+// boot is the first phase: a fresh key pair, the guest's initramfs (in
+// tmp), the machine, whose console goes to log and line by line to onLine,
+// and the agent. It returns the machine as soon as it runs, with the
+// error of the dial if that failed: the caller stops it either way.
+func boot(ctx context.Context, env Env, sc *Scenario, kernel, tmp string, log io.Writer, onLine func([]byte)) (*vm.VM, Shell, error) {
+	keys, err := guest.NewKeys()
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := protocol.Config{
+		ListenAddr: fmt.Sprintf(":%d", vm.GuestSSHPort),
+		IPCIDR:     vm.GuestCIDR,
+		Gateway:    vm.GuestGateway,
+		Sysctls:    sc.Guest.Sysctls,
+	}
+	keys.Apply(&cfg)
+	initrd := filepath.Join(tmp, "initrd.cpio")
+	if err := initramfs.WriteFile(initrd, initramfs.Guest{Agent: env.AgentBin, Stressors: env.Stressors, Config: cfg}); err != nil {
+		return nil, nil, err
+	}
 	v, err := vm.Start(ctx, vm.Config{
 		QEMU: env.QEMU, Kernel: kernel, Initrd: initrd,
 		Cmdline: DefaultCmdline + " " + sc.Guest.Cmdline,
 		CPUs:    sc.Guest.CPUs, MemoryMB: sc.Guest.MemoryMB, Accel: env.Accel,
-		Console: conLog, OnLine: events.line,
+		Console: log, OnLine: onLine,
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer v.Stop(3 * time.Second)
-	r.Accel = v.Accel
-
-	c, err := dial(ctx, v, keys)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	boot = time.Since(v.Started)
-	logf("%s: agent ready after %.2fs (%s)", base, boot.Seconds(), v.Accel)
-	alive = true
-
-	for _, st := range sc.Setup {
-		if !st.RunsOn(variant) {
-			continue
+	sh, err := dialAgent(ctx, v, v.SSHAddr, func(ctx context.Context) (Shell, error) {
+		c, err := guest.Dial(ctx, v.SSHAddr, keys, handshakeTimeout)
+		if err != nil {
+			return nil, err // not a Shell holding a nil *guest.Client
 		}
-		res := runStep(ctx, c, "setup", st, 0)
-		r.Steps = append(r.Steps, res)
-		if res.Error != "" && !st.MayFail {
-			return fmt.Errorf("setup %q: %s", st.Command, res.Error)
-		}
-	}
-
-	// Metrics stream for the whole stress phase; it also tells us the agent
-	// is alive, without extra round trips.
-	mctx, mcancel := context.WithCancel(ctx)
-	mdone := make(chan struct{})
-	r.Metrics = "metrics-" + base + ".jsonl"
-	mfile, err := os.Create(filepath.Join(env.Dir, r.Metrics))
-	if err != nil {
-		mcancel()
-		return err
-	}
-	go func() {
-		defer close(mdone)
-		enc := json.NewEncoder(mfile)
-		c.Metrics(mctx, 250*time.Millisecond, func(s guest.Sample) { enc.Encode(s) })
-	}()
-	stopMetrics := func() {
-		mcancel()
-		<-mdone
-		mfile.Close()
-	}
-
-	if err := c.Kmsg(ctx, "oomlab: stress start "+base); err != nil {
-		stopMetrics()
-		return fmt.Errorf("stress start marker: %w", err)
-	}
-	stressStart := time.Now()
-	actx, acancel := context.WithCancel(ctx)
-	actionsDone := make(chan []results.StepResult, 1)
-	go func() { actionsDone <- runActions(actx, c, sc, variant, stressStart) }()
-	procs, err := startStressors(ctx, c, sc)
-	if err != nil {
-		acancel()
-		<-actionsDone
-		stopMetrics()
-		return err
-	}
-	waitStress(ctx, v, sc, procs, events)
-	stress = time.Since(stressStart)
-	acancel()
-	r.Steps = append(r.Steps, <-actionsDone...)
-	// What is left and what the probes read is taken before the runner
-	// stops anything: a victim that escaped a kill must still be there.
-	if !isDone(v.Done()) {
-		left = census(ctx, c)
-		for _, p := range sc.Probes {
-			if p.RunsOn(variant) {
-				if val, err := probe(ctx, c, p); err == nil {
-					probed[p.Name] = val
-				} else {
-					logf("%s: probe %s: %v", base, p.Name, err)
-				}
-			}
-		}
-	}
-	r.Stressors = stopStressors(procs)
-	stopMetrics()
-
-	if v.ExitError() != nil || isDone(v.Done()) {
-		alive = false
-		time.Sleep(sc.Settle.D())
-		return nil // the figures (panic, lockups) tell the story; QEMU exiting is not an infrastructure error
-	}
-	time.Sleep(sc.Settle.D())
-	pctx, pcancel := context.WithTimeout(ctx, 15*time.Second)
-	alive = c.Ping(pctx, 15*time.Second) == nil
-	pcancel()
-	logf("%s: stress phase %.1fs, %d OOM kills, agent alive: %v", base, time.Since(stressStart).Seconds(), events.killCount(), alive)
-
-	// Clean shutdown through the agent; Stop (deferred) is the fallback.
-	if alive {
-		// The guest may go down before the agent's answer is through: only
-		// a refusal means there is nothing to wait for.
-		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
-		var refused *guest.CommandError
-		if err := c.Poweroff(pctx); !errors.As(err, &refused) {
-			select {
-			case <-v.Done():
-			case <-pctx.Done():
-			}
-		}
-		pcancel()
-	}
-	return nil
+		return c, nil
+	})
+	return v, sh, err
 }
 
-// stepTimeout bounds one setup step, action or probe: they are agent
-// builtins and small commands, and a guest that cannot answer one in this
-// time is reported by the figures, not waited for.
-const stepTimeout = 30 * time.Second
-
-// stepOutput runs one small agent command within stepTimeout.
-func stepOutput(ctx context.Context, c *guest.Client, cmd string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
-	defer cancel()
-	return c.Output(ctx, cmd)
-}
-
-func runStep(ctx context.Context, c *guest.Client, phase string, st Step, at time.Duration) results.StepResult {
-	res := results.StepResult{Phase: phase, Command: st.Command, Tolerate: st.MayFail}
-	if phase == "action" {
-		res.AtS = at.Seconds()
-	}
-	out, err := stepOutput(ctx, c, st.Command)
-	res.Output = tail(string(out), 1024)
-	if err != nil {
-		res.Error = err.Error()
-	}
-	return res
-}
-
-// runActions runs the actions for a variant at their times from the stress
-// start, one after the other, until ctx ends (the end of the stress phase).
-func runActions(ctx context.Context, c *guest.Client, sc *Scenario, variant string, start time.Time) []results.StepResult {
-	steps := append([]Step(nil), sc.Actions...)
-	sort.SliceStable(steps, func(i, j int) bool { return steps[i].At < steps[j].At })
-	var out []results.StepResult
-	for _, st := range steps {
-		if !st.RunsOn(variant) {
-			continue
-		}
-		if d := st.At.D() - time.Since(start); d > 0 {
-			select {
-			case <-time.After(d):
-			case <-ctx.Done():
-				return out
-			}
-		}
-		if ctx.Err() != nil {
-			return out
-		}
-		out = append(out, runStep(ctx, c, "action", st, time.Since(start)))
-	}
-	return out
-}
-
-// census counts user-space processes by name (kernel threads left out).
-func census(ctx context.Context, c *guest.Client) map[string]int {
-	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
-	defer cancel()
-	m, err := c.Census(ctx)
-	if err != nil {
-		return nil
-	}
-	return m
-}
-
-// probe runs a probe's command and reads its number.
-func probe(ctx context.Context, c *guest.Client, p Probe) (float64, error) {
-	out, err := stepOutput(ctx, c, p.Command)
-	if err != nil {
-		return 0, err
-	}
-	return ParseProbe(string(out), p.Field)
-}
-
-// ParseProbe reads the number a probe's command printed: the whole output,
-// or the value after field on the first line starting with it ("field N",
-// "field: N" or "field=N").
-func ParseProbe(out, field string) (float64, error) {
-	s := strings.TrimSpace(out)
-	if field != "" {
-		s = ""
-		for _, line := range strings.Split(out, "\n") {
-			rest, ok := strings.CutPrefix(strings.TrimSpace(line), field)
-			if ok && rest != "" && strings.ContainsRune(" \t:=", rune(rest[0])) {
-				s = strings.TrimLeft(rest, " \t:=")
-				if f := strings.Fields(s); len(f) > 0 {
-					s = f[0]
-				}
-				break
-			}
-		}
-		if s == "" {
-			return 0, fmt.Errorf("no line %q in the output", field)
-		}
-	}
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, fmt.Errorf("not a number: %q", tail(s, 60))
-	}
-	return v, nil
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[len(s)-n:]
-}
-
-func isDone(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
-// dial connects to the agent, giving up early when QEMU exits.
-func dial(ctx context.Context, v *vm.VM, keys *guest.Keys) (*guest.Client, error) {
-	dctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+// dialAgent connects to the agent at addr within dialTimeout, giving up
+// early when the machine exits.
+func dialAgent(ctx context.Context, m Machine, addr string, connect func(context.Context) (Shell, error)) (Shell, error) {
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
 	go func() {
 		select {
-		case <-v.Done():
+		case <-m.Done():
 			cancel()
 		case <-dctx.Done():
 		}
 	}()
-	c, err := guest.Dial(dctx, v.SSHAddr, keys, 3*time.Second)
+	sh, err := connect(dctx)
 	if err != nil {
-		if e := v.ExitError(); e != nil {
+		if e := m.ExitError(); e != nil {
 			return nil, fmt.Errorf("guest died before the agent answered: %v", e)
 		}
-		if isDone(v.Done()) {
+		if isDone(m.Done()) {
 			return nil, errors.New("QEMU exited (status 0) before the agent answered")
 		}
-		return nil, fmt.Errorf("agent did not answer on %s: %w", v.SSHAddr, err)
+		return nil, fmt.Errorf("agent did not answer on %s: %w", addr, err)
 	}
-	return c, nil
+	return sh, nil
 }
 
-type proc struct {
-	name     string
-	instance int
-	p        *guest.Process
-	out      *tailbuf.Buffer
-	bg       bool
-	done     chan struct{} // closed when Wait returned; res is set then
-	res      *guest.Result
+// session is one booted guest as the phases after boot see it.
+type session struct {
+	sc      *Scenario
+	variant string
+	base    string // <scenario>-<variant>-<repeat>: names the logs and the stress-start marker
+	dir     string // where the metrics log goes
+	m       Machine
+	sh      Shell
+	events  *eventLog // fed by the machine's console
+	logf    func(format string, args ...any)
+	waits   waits
 }
 
-// watch calls Wait exactly once and publishes the result.
-func (p *proc) watch() {
-	p.done = make(chan struct{})
-	go func() {
-		p.res, _ = p.p.Wait()
-		close(p.done)
-	}()
-}
-
-func startStressors(ctx context.Context, c *guest.Client, sc *Scenario) ([]*proc, error) {
-	var procs []*proc
-	order := append([]Stressor(nil), sc.Stressors...)
-	sort.SliceStable(order, func(i, j int) bool { return order[i].StartAfter < order[j].StartAfter })
-	t0 := time.Now()
-	for _, st := range order {
-		if d := st.StartAfter.D() - time.Since(t0); d > 0 {
-			select {
-			case <-time.After(d):
-			case <-ctx.Done():
-			}
-		}
-		for i := 0; i < st.Count; i++ {
-			out := &tailbuf.Buffer{Max: 4096}
-			p, err := c.StartSpawn(ctx, st.Spawn, st.Command, out, out)
-			if err != nil {
-				for _, q := range procs {
-					q.p.Close()
-				}
-				return nil, fmt.Errorf("start stressor %s: %w", st.Name, err)
-			}
-			pr := &proc{name: st.Name, instance: i, p: p, out: out, bg: st.Background}
-			pr.watch()
-			procs = append(procs, pr)
-		}
+// runGuest runs the phases after boot: setup, stress, census and probes,
+// teardown. What they find goes into r and f; the caller computes the
+// figures and the verdict however this ends. An error is an
+// infrastructure failure; a guest that died is not one (the figures tell
+// that story).
+func runGuest(ctx context.Context, g *session, r *results.Result, f *facts) error {
+	steps, err := setupPhase(ctx, g.sh, g.sc, g.variant)
+	r.Steps = append(r.Steps, steps...)
+	if err != nil {
+		return err
 	}
-	return procs, nil
-}
 
-// killGrace is how long the stress phase goes on after the wanted number of
-// OOM kills, waiting for the foreground stressors to end.
-const killGrace = 10 * time.Second
+	// Metrics stream for the whole stress phase; they also tell us the
+	// agent is alive, without extra round trips.
+	r.Metrics = "metrics-" + g.base + ".jsonl"
+	mfile, err := os.Create(filepath.Join(g.dir, r.Metrics))
+	if err != nil {
+		return err
+	}
+	stopMetrics := streamMetrics(ctx, g.sh, g.waits.metrics, mfile)
 
-// waitStress returns when a stop condition holds, the duration is over,
-// the guest died, or ctx ended.
-func waitStress(ctx context.Context, v *vm.VM, sc *Scenario, procs []*proc, events *eventLog) {
-	done := make(chan struct{}, len(procs))
-	fg := 0
-	for _, p := range procs {
-		if !p.bg {
-			fg++
-			go func(p *proc) { <-p.done; done <- struct{}{} }(p)
-		}
+	st, err := stressPhase(ctx, g.m, g.sh, g.sc, g.variant, stressMarker(g.base), g.events, g.waits.killGrace)
+	if err != nil {
+		stopMetrics()
+		return err
 	}
-	deadline := time.After(sc.Duration.D())
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	ended := 0
-	var grace <-chan time.Time
-	for {
-		// Enough kills: give the victims a moment to be reaped by their
-		// parent so their exit signal is recorded, then stop.
-		if grace == nil && sc.StopWhen.OOMKills > 0 && events.killCount() >= sc.StopWhen.OOMKills {
-			grace = time.After(killGrace)
-		}
-		if (sc.StopWhen.AllExited || grace != nil) && fg > 0 && ended == fg {
-			return
-		}
-		if grace != nil && fg == 0 {
-			return
-		}
-		select {
-		case <-grace:
-			return
-		case <-done:
-			ended++
-		case <-tick.C:
-		case <-deadline:
-			return
-		case <-v.Done():
-			return
-		case <-ctx.Done():
-			return
-		}
-	}
-}
+	f.stress = st.elapsed
+	r.Steps = append(r.Steps, st.actions...)
 
-// stopStressors ends what still runs (closing the session makes the agent
-// kill the process group) and collects how each ended.
-func stopStressors(procs []*proc) []results.StressorExit {
-	var out []results.StressorExit
-	for _, p := range procs {
-		e := results.StressorExit{Name: p.name, Instance: p.instance}
-		if !isDone(p.done) {
-			e.Running = true
-			p.p.Close()
-			select {
-			case <-p.done:
-			case <-time.After(5 * time.Second):
-			}
-		}
-		if isDone(p.done) && p.res != nil {
-			e.ExitCode, e.Signal = p.res.ExitCode, p.res.Signal
-		}
-		e.Output = p.out.String()
-		out = append(out, e)
+	// What is left and what the probes read is taken before the runner
+	// stops anything: a victim that escaped a kill must still be there.
+	if !isDone(g.m.Done()) {
+		f.left, f.probes = censusPhase(ctx, g.sh, g.sc, g.variant, func(format string, args ...any) {
+			g.logf(g.base+": "+format, args...)
+		})
 	}
-	return out
+
+	// Today the end of the stressors and the settle take their full time
+	// even past the scenario timeout: they get ctx without its deadline.
+	late := context.WithoutCancel(ctx)
+	r.Stressors = stopStressors(late, st.procs, g.waits.stopProc)
+	stopMetrics()
+
+	if isDone(g.m.Done()) { // ExitError is only set by then
+		f.alive = false
+		pause(late, g.sc.Settle.D())
+		return nil // the figures (panic, lockups) tell the story; QEMU exiting is not an infrastructure error
+	}
+	pause(late, g.sc.Settle.D())
+	f.alive = g.sh.Ping(ctx, g.waits.ping) == nil
+	g.logf("%s: stress phase %.1fs, %d OOM kills, agent alive: %v", g.base, time.Since(st.start).Seconds(), g.events.killCount(), f.alive)
+	if f.alive {
+		shutdown(ctx, g.m, g.sh, g.waits.poweroff)
+	}
+	return nil
 }
