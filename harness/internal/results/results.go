@@ -8,11 +8,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"oomlab/harness/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"time"
 
+	"oomlab/harness/internal/atomicfile"
 	"oomlab/harness/internal/console"
 	"oomlab/harness/internal/metrics"
 )
