@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -141,5 +142,23 @@ func TestConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Start(%+v) = %v, want error containing %q", c.c, err, c.want)
 		}
+	}
+}
+
+// A socket that is bound but not yet listening (QEMU between bind() and
+// listen()) refuses the connection; Start retries exactly that error.
+func TestDialMonitorRefusedIsRecognisable(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "qmp.sock")
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: sock}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = DialMonitor(context.Background(), sock, 300*time.Millisecond)
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("DialMonitor on a bound, not listening socket: %v; want ECONNREFUSED", err)
 	}
 }

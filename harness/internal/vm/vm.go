@@ -155,8 +155,10 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 }
 
 // HandoffDebug is on every guest's command line: dynamic debug for
-// mm/oom_kill.c, where the series prints the exit_mmap/oom_reaper handoff.
-const HandoffDebug = `dyndbg="file oom_kill.c +p"`
+// mm/oom_kill.c, where the series prints the exit_mmap/oom_reaper handoff,
+// and loglevel=8, without which a KERN_DEBUG line never reaches the serial
+// console the harness reads.
+const HandoffDebug = `dyndbg="file oom_kill.c +p" loglevel=8`
 
 func (c *Config) args(accel, qmpSock string, sshPort int) []string {
 	cpu := "max"
@@ -263,7 +265,19 @@ func launch(ctx context.Context, c Config, accel, qmpSock string, port int) (*VM
 			return nil, fmt.Errorf("vm: QEMU did not create its QMP socket in 10s")
 		}
 	}
-	mon, err := DialMonitor(ctx, qmpSock, c.QMPTimeout)
+	// The socket file exists from bind(); until QEMU calls listen() a
+	// connect is refused, so that one error is retried until the deadline.
+	var mon *Monitor
+	for {
+		mon, err = DialMonitor(ctx, qmpSock, c.QMPTimeout)
+		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(deadline) || isClosed(v.done) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		v.Kill()
 		return nil, err
@@ -406,5 +420,14 @@ func KillAll() {
 	regMu.Unlock()
 	for _, v := range vs {
 		v.Kill()
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
