@@ -145,7 +145,7 @@ var Table = []Figure{
 		Value:   quantileOf(func(f *Figures) []float64 { return f.OOMToFreedMs }, 0.95),
 		Samples: func(f *Figures) []float64 { return f.OOMToFreedMs }, Better: Lower},
 	{Name: "kill_to_exit_max_ms", Unit: Millis, Field: "kill_to_exit_ms",
-		Doc:   "longest time from a stressor's OOM kill to its exit (the agent reaped it), over the victims that exited",
+		Doc:     "longest time from a stressor's OOM kill to its exit (the agent reaped it), over the victims that exited",
 		Value:   quantileOf(func(f *Figures) []float64 { return f.KillToExitMs }, 1),
 		Samples: func(f *Figures) []float64 { return f.KillToExitMs }, Better: Lower},
 	{Name: "boot_s", Unit: Seconds, Field: "boot_s", Label: "boot",
