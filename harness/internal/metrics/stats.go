@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"gonum.org/v1/gonum/stat"
@@ -173,9 +174,18 @@ func (e *Estimate) String() string {
 		return "-"
 	}
 	if e.CI == nil {
-		return fmt.Sprintf("%.4g", e.Value)
+		return Num(e.Value)
 	}
-	return fmt.Sprintf("%.4g [%.4g, %.4g]", e.Value, e.CI[0], e.CI[1])
+	return Num(e.Value) + " [" + Num(e.CI[0]) + ", " + Num(e.CI[1]) + "]"
+}
+
+// Num prints a statistic for people: whole numbers from 100 on, three
+// significant digits below.
+func Num(v float64) string {
+	if math.Abs(v) >= 100 {
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
 }
 
 // DistStats are the percentiles of one pooled distribution.
@@ -295,9 +305,10 @@ type Comparison struct {
 	Kind   string `json:"kind"` // "distribution" or "rate"
 	Unit   string `json:"unit,omitempty"`
 	Test   string `json:"test"`
-	// Baseline is the reference group, Variant the one compared with it.
-	Baseline Side `json:"baseline"`
-	Variant  Side `json:"variant"`
+	// RefSide is the reference group (baseline), VarSide the one
+	// compared with it.
+	RefSide Side `json:"reference_side"`
+	VarSide Side `json:"variant_side"`
 	// Ratio is the variant's median over the reference's with its
 	// bootstrap CI (distributions; nil when the reference median is 0).
 	Ratio   *Estimate `json:"median_ratio,omitempty"`
@@ -349,21 +360,21 @@ func union[V any](a, b map[string]V) []string {
 
 func compareDist(name string, b, v Dist) Comparison {
 	c := Comparison{Figure: name, Kind: "distribution", Unit: b.Unit, Alpha: Alpha,
-		Baseline: Side{N: len(b.Values)}, Variant: Side{N: len(v.Values)}}
+		RefSide: Side{N: len(b.Values)}, VarSide: Side{N: len(v.Values)}}
 	if len(b.Values) > 0 {
 		m := Quantile(b.Values, 0.5)
-		c.Baseline.Median = &m
+		c.RefSide.Median = &m
 	}
 	if len(v.Values) > 0 {
 		m := Quantile(v.Values, 0.5)
-		c.Variant.Median = &m
+		c.VarSide.Median = &m
 	}
 	if len(b.Values) == 0 || len(v.Values) == 0 {
 		c.Test, c.Verdict = "Mann-Whitney U", TooFewVerd
 		return c
 	}
-	if *c.Baseline.Median != 0 {
-		c.Ratio = &Estimate{Value: *c.Variant.Median / *c.Baseline.Median}
+	if *c.RefSide.Median != 0 {
+		c.Ratio = &Estimate{Value: *c.VarSide.Median / *c.RefSide.Median}
 		if len(b.Values) >= MinSamples && len(v.Values) >= MinSamples {
 			c.Ratio.CI = medianRatioCI(b.Values, v.Values, Seed(name+"/ratio"))
 		}
@@ -410,7 +421,7 @@ func medianRatioCI(b, v []float64, seed uint64) *[2]float64 {
 func compareRate(name string, b, v Rate) Comparison {
 	be, ve := b.Events, v.Events
 	c := Comparison{Figure: name, Kind: "rate", Test: TestFisher, Alpha: Alpha,
-		Baseline: Side{N: b.Trials, Events: &be}, Variant: Side{N: v.Trials, Events: &ve}}
+		RefSide: Side{N: b.Trials, Events: &be}, VarSide: Side{N: v.Trials, Events: &ve}}
 	if b.Trials == 0 || v.Trials == 0 {
 		c.Verdict = TooFewVerd
 		return c

@@ -218,7 +218,7 @@ func TestCompareVerdicts(t *testing.T) {
 	}
 	// 7/8 runs with a lockup against 0/8: p = 0.0014 (Fisher), worse.
 	c = find(Compare(base, bad), "lockups > 0")
-	if c.Verdict != Worse || !near(*c.P, FisherExact(7, 1, 0, 8), 1e-12) || *c.Variant.Events != 7 || c.Variant.N != 8 {
+	if c.Verdict != Worse || !near(*c.P, FisherExact(7, 1, 0, 8), 1e-12) || *c.VarSide.Events != 7 || c.VarSide.N != 8 {
 		t.Errorf("lockups: %+v", c)
 	}
 	for _, name := range []string{"guest_alive == false", "kills_per_oom_event > 1", "hung_tasks > 0"} {
