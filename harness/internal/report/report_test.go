@@ -158,3 +158,24 @@ func TestDifferences(t *testing.T) {
 		}
 	}
 }
+
+func TestRegressionsInKTAPAndJUnit(t *testing.T) {
+	r := sampleRun()
+	r.Regressions = []string{"smoke: patched is WORSE than baseline on lockups > 0 (Fisher's exact, p = 0.0014 < 0.05)"}
+	var b bytes.Buffer
+	KTAP(&b, r)
+	if !strings.HasSuffix(b.String(), "# REGRESSION smoke: patched is WORSE than baseline on lockups > 0 (Fisher's exact, p = 0.0014 < 0.05)\n") {
+		t.Errorf("KTAP lacks the regression:\n%s", b.String())
+	}
+	b.Reset()
+	if err := JUnit(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	var s junitSuites
+	if err := xml.Unmarshal(b.Bytes(), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Tests != 4 || s.Failures != 2 || s.Suites[2].Name != "statistics" || s.Suites[2].Cases[0].Failure.Message != r.Regressions[0] {
+		t.Errorf("JUnit: %+v", s)
+	}
+}
