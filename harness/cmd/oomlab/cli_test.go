@@ -198,3 +198,108 @@ func TestKconfigFlag(t *testing.T) {
 		}
 	}
 }
+
+// writeRun writes a run.json with 6 repeats of s on baseline and patched,
+// patched's OOM -> freed latencies scaled by factor.
+func writeRun(t *testing.T, id string, factor float64) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), id)
+	os.MkdirAll(dir, 0o755)
+	var res []map[string]any
+	for _, v := range []string{"baseline", "patched"} {
+		for i := range 6 {
+			lat := 2000.0 + 10*float64(i)
+			if v == "patched" {
+				lat *= factor
+			}
+			res = append(res, map[string]any{"scenario": "s", "variant": v, "repeat": i + 1, "verdict": "pass",
+				"figures": map[string]any{"guest_alive": true, "oom_events": 1, "oom_kills": 1, "kills_per_oom_event": 1, "oom_to_freed_ms": []float64{lat}}})
+		}
+	}
+	b, _ := json.Marshal(map[string]any{"schema_version": 1, "run_id": id, "complete": true, "verdict": "pass", "results": res})
+	os.WriteFile(filepath.Join(dir, "run.json"), b, 0o644)
+	return dir
+}
+
+func TestCompareRuns(t *testing.T) {
+	a, same, slower := writeRun(t, "a", 1), writeRun(t, "b", 1), writeRun(t, "c", 3)
+	out, errOut, code := run(t, ".", "compare", a, same)
+	if code != 0 || !strings.Contains(out, "NO DIFFERENCE") || !strings.Contains(out, "alpha = 0.05") {
+		t.Errorf("same runs: exit %d\n%s%s", code, out, errOut)
+	}
+	// Patched three times slower in B than in A: a regression, exit 1.
+	out, _, code = run(t, ".", "compare", a, slower)
+	if code != 1 || !strings.Contains(out, "REGRESSION s: c:patched is WORSE than a:patched on oom_to_freed_ms (Mann-Whitney U (exact), p = 0.00216") {
+		t.Errorf("slower: exit %d\n%s", code, out)
+	}
+	out, _, code = run(t, ".", "compare", a, slower, "--format", "json")
+	var rep struct {
+		Alpha  float64 `json:"alpha"`
+		Groups []struct {
+			Stats []struct {
+				Name string `json:"name"`
+				N    int    `json:"n"`
+				P95  *struct {
+					Value float64    `json:"value"`
+					CI    [2]float64 `json:"ci95"`
+				} `json:"p95"`
+			} `json:"stats"`
+		} `json:"groups"`
+		Rows []struct {
+			Variant string  `json:"variant"`
+			Figure  string  `json:"figure"`
+			P       float64 `json:"p"`
+			Verdict string  `json:"verdict"`
+		} `json:"comparisons"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 1 || rep.Alpha != 0.05 || len(rep.Groups) != 4 || len(rep.Rows) == 0 {
+		t.Fatalf("json: exit %d, %v\n%s", code, err, out)
+	}
+	// Mann-Whitney 6 vs 6, complete separation: p = 2/C(12,6) = 2/924 = 0.00216.
+	for _, r := range rep.Rows {
+		if r.Variant == "patched" && r.Figure == "oom_to_freed_ms" && (r.Verdict != "worse" || r.P < 0.00216 || r.P > 0.00217) {
+			t.Errorf("oom_to_freed_ms: %+v", r)
+		}
+	}
+	if s := rep.Groups[0].Stats[1]; s.Name != "oom_to_freed_ms" || s.N != 6 || s.P95 == nil || s.P95.Value != 2050 {
+		t.Errorf("stats: %+v", s)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"compare", a, "/no/such/run"}, "compare: open /no/such/run/run.json: no such file or directory"},
+		{[]string{"compare", a}, "accepts 2 arg(s)"},
+		{[]string{"compare", a, same, "--format", "html"}, `--format "html"`},
+	} {
+		_, errOut, code := run(t, ".", c.args...)
+		if code != 2 || !strings.Contains(errOut, c.want) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q, want one line with %q", c.args, code, errOut, c.want)
+		}
+	}
+}
+
+func TestReportJSONHasStatistics(t *testing.T) {
+	dir := writeRun(t, "r", 3)
+	out, errOut, code := run(t, ".", "report", dir, "--format", "json")
+	var r struct {
+		ID    string `json:"run_id"`
+		Stats struct {
+			Rows []struct {
+				Variant string `json:"variant"`
+				Figure  string `json:"figure"`
+				Verdict string `json:"verdict"`
+			} `json:"comparisons"`
+		} `json:"statistics"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 0 || r.ID != "r" || len(r.Stats.Rows) == 0 {
+		t.Fatalf("exit %d, %v\n%s%s", code, err, out, errOut)
+	}
+	if r.Stats.Rows[0].Figure != "kill_to_exit_ms" || r.Stats.Rows[1].Figure != "oom_to_freed_ms" || r.Stats.Rows[1].Verdict != "worse" {
+		t.Errorf("rows: %+v", r.Stats.Rows)
+	}
+	out, _, _ = run(t, ".", "report", dir)
+	if !strings.Contains(out, "REGRESSION s: patched is WORSE than baseline on oom_to_freed_ms") {
+		t.Errorf("text report lacks the regression:\n%s", out)
+	}
+}

@@ -23,7 +23,12 @@ func newListCmd() *cobra.Command {
 		RunE: func(*cobra.Command, []string) error {
 			if fields {
 				for _, k := range metrics.Names() {
-					fmt.Printf("%-22s %s\n", k, metrics.Lookup(k).Doc)
+					fig := metrics.Lookup(k)
+					doc := fig.Doc
+					if fig.Better != metrics.None {
+						doc += " (" + fig.Better.String() + " is better)"
+					}
+					fmt.Printf("%-22s %s\n", k, doc)
 				}
 				for _, k := range metrics.FamilyNames() {
 					fam, _ := metrics.FamilyOf(k + ":")

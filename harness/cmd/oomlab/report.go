@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"oomlab/harness/internal/compare"
 	"oomlab/harness/internal/report"
 	"oomlab/harness/internal/results"
 )
@@ -29,10 +30,17 @@ func newReportCmd() *cobra.Command {
 				report.Compare(os.Stdout, r)
 				fmt.Println()
 				report.Differences(os.Stdout, r)
+				fmt.Println()
+				report.Comparisons(os.Stdout, compare.Within(r))
 			case "json":
+				// The record with its statistics (percentiles with CIs,
+				// the comparison of each variant with its reference).
 				enc := json.NewEncoder(os.Stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(r)
+				return enc.Encode(struct {
+					*results.Run
+					Statistics compare.Report `json:"statistics"`
+				}{r, compare.Within(r)})
 			case "ktap":
 				report.KTAP(os.Stdout, r)
 			case "junit":

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"oomlab"
+	"oomlab/harness/internal/compare"
 	"oomlab/harness/internal/report"
 	"oomlab/harness/internal/results"
 	"oomlab/harness/internal/scenario"
@@ -96,6 +97,8 @@ func newRunCmd() *cobra.Command {
 			report.Compare(os.Stdout, rec)
 			fmt.Println()
 			report.Differences(os.Stdout, rec)
+			fmt.Println()
+			report.Comparisons(os.Stdout, compare.Within(rec))
 			fmt.Printf("\nresults: %s/run.json\n", env.Dir)
 			switch rec.Verdict {
 			case results.Fail:

@@ -31,7 +31,37 @@ type Figure struct {
 	// Value reads the figure; false when the run does not define it (no
 	// OOM event, no reap).
 	Value func(*Figures) (float64, bool)
+	// Samples marks a figure that summarises a per-run list of samples (a
+	// latency): the lists of all repeats of a scenario x variant are
+	// pooled into one distribution, named after Field, for the statistics
+	// (stats.go). nil: the figure is one number per run.
+	Samples func(*Figures) []float64
+	// Better is the direction that is unambiguously better for the kernel,
+	// or None. Only figures with a direction are compared with a test and
+	// can make a variant "worse" than the reference.
+	Better Direction
+	// Limit: with Better set and no Samples, a run whose value is worse
+	// than Limit (above it for Lower, below it for Higher) is a bad run,
+	// and the rate of bad runs is compared (Fisher's exact test).
+	Limit float64
 }
+
+// Direction is which way a figure is better.
+type Direction uint8
+
+// Directions.
+const (
+	None   Direction = iota // no direction: not tested
+	Lower                   // fewer / shorter is better
+	Higher                  // more is better (guest_alive)
+)
+
+func (d Direction) String() string {
+	return [...]string{None: "none", Lower: "lower", Higher: "higher"}[d]
+}
+
+// MarshalText writes the name ("lower").
+func (d Direction) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
 // Family is a set of figures named "<family>:<name>", the name being
 // something the scenario defines (a stressor, a probe, a process name).
@@ -75,6 +105,7 @@ var Table = []Figure{
 		Doc:   "number of OOM kills",
 		Value: count(func(f *Figures) int { return f.OOMKills })},
 	{Name: "kills_per_oom_event", Unit: Ratio, Field: "kills_per_oom_event",
+		Better: Lower, Limit: 1,
 		Doc: "kills divided by OOM events",
 		Value: func(f *Figures) (float64, bool) {
 			return f.KillsPerOOMEvent, f.OOMEvents > 0
@@ -88,13 +119,13 @@ var Table = []Figure{
 	{Name: "reap_failed", Unit: Count, Field: "reap_failed", Label: "reap failed",
 		Doc:   "'oom_reaper: unable to reap' lines",
 		Value: count(func(f *Figures) int { return f.ReapFailed })},
-	{Name: "lockups", Unit: Count, Field: "lockups", Label: "lockups",
+	{Name: "lockups", Unit: Count, Field: "lockups", Label: "lockups", Better: Lower,
 		Doc:   "soft + hard lockups + RCU stalls + hung tasks",
 		Value: count(func(f *Figures) int { return f.Lockups })},
 	{Name: "soft_lockups", Unit: Count, Field: "by_kind", Doc: "soft lockups", Value: kind("soft_lockup")},
 	{Name: "hard_lockups", Unit: Count, Field: "by_kind", Doc: "hard lockups", Value: kind("hard_lockup")},
 	{Name: "rcu_stalls", Unit: Count, Field: "by_kind", Doc: "RCU stalls", Value: kind("rcu_stall")},
-	{Name: "hung_tasks", Unit: Count, Field: "by_kind", Doc: "hung tasks", Value: kind("hung_task")},
+	{Name: "hung_tasks", Unit: Count, Field: "by_kind", Doc: "hung tasks", Value: kind("hung_task"), Better: Lower},
 	{Name: "panics", Unit: Count, Field: "by_kind", Doc: "kernel panics", Value: kind("panic")},
 	{Name: "bugs", Unit: Count, Field: "by_kind", Doc: "BUG lines", Value: kind("bug")},
 	{Name: "warnings", Unit: Count, Field: "by_kind", Doc: "WARNING lines", Value: kind("warning")},
@@ -110,18 +141,20 @@ var Table = []Figure{
 			return *f.FirstKillSeconds, true
 		}},
 	{Name: "oom_to_freed_p95_ms", Unit: Millis, Field: "oom_to_freed_ms",
-		Doc:   "95th percentile of time from OOM invocation to memory freed",
-		Value: quantileOf(func(f *Figures) []float64 { return f.OOMToFreedMs }, 0.95)},
+		Doc:     "95th percentile of time from OOM invocation to memory freed",
+		Value:   quantileOf(func(f *Figures) []float64 { return f.OOMToFreedMs }, 0.95),
+		Samples: func(f *Figures) []float64 { return f.OOMToFreedMs }, Better: Lower},
 	{Name: "kill_to_exit_max_ms", Unit: Millis, Field: "kill_to_exit_ms",
-		Doc:   "longest time from a stressor's OOM kill to its exit (the agent reaped it), over the victims that exited",
-		Value: quantileOf(func(f *Figures) []float64 { return f.KillToExitMs }, 1)},
+		Doc:     "longest time from a stressor's OOM kill to its exit (the agent reaped it), over the victims that exited",
+		Value:   quantileOf(func(f *Figures) []float64 { return f.KillToExitMs }, 1),
+		Samples: func(f *Figures) []float64 { return f.KillToExitMs }, Better: Lower},
 	{Name: "boot_s", Unit: Seconds, Field: "boot_s", Label: "boot",
 		Doc:   "seconds from QEMU start to the agent answering over SSH",
 		Value: func(f *Figures) (float64, bool) { return f.BootSeconds, true }},
 	{Name: "stress_s", Unit: Seconds, Field: "stress_s",
 		Doc:   "length of the stress phase in seconds",
 		Value: func(f *Figures) (float64, bool) { return f.StressSeconds, true }},
-	{Name: "guest_alive", Unit: Bool, Field: "guest_alive", Label: "alive",
+	{Name: "guest_alive", Unit: Bool, Field: "guest_alive", Label: "alive", Better: Higher, Limit: 1,
 		Doc: "the agent answered after the stress phase (true/false)",
 		Value: func(f *Figures) (float64, bool) {
 			if f.GuestAlive {

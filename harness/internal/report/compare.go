@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"oomlab/harness/internal/compare"
 	"oomlab/harness/internal/metrics"
 	"oomlab/harness/internal/results"
 )
@@ -55,26 +56,22 @@ func Summaries(r *results.Run) []Summary {
 }
 
 // Compare prints baseline and patched side by side, one row per
-// scenario x variant, aggregated over repeats.
+// scenario x variant, aggregated over repeats: counts, and for each latency
+// distribution (pooled over repeats) N, p50 and p95 with their 95%
+// bootstrap CIs ("too few samples" below metrics.MinSamples for a p95).
 func Compare(w io.Writer, r *results.Run) {
+	groups := compare.Groups(r)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCENARIO\tVARIANT\tPASS\tLOCKUPS\tDEAD\tKILLS/EV\tREAPED\tHANDED\tREAP FAIL\tOOM->FREED p50 ms\tp95 ms\tN\tKILL->EXIT p50 ms\tmax ms\tN")
-	for _, s := range Summaries(r) {
-		kpe, p50, p95 := "-", "-", "-"
+	fmt.Fprintln(tw, "SCENARIO\tVARIANT\tPASS\tLOCKUPS\tDEAD\tKILLS/EV\tREAPED\tHANDED\tREAP FAIL\tOOM->FREED N\tp50 ms [95% CI]\tp95 ms [95% CI]\tKILL->EXIT N\tp50 ms [95% CI]\tp95 ms [95% CI]")
+	for i, s := range Summaries(r) {
+		kpe := "-"
 		if s.OOMEvents > 0 {
 			kpe = fmt.Sprintf("%.2f", float64(s.Kills)/float64(s.OOMEvents))
 		}
-		if len(s.FreedMs) > 0 {
-			p50 = fmt.Sprintf("%.0f", metrics.Quantile(s.FreedMs, 0.5))
-			p95 = fmt.Sprintf("%.0f", metrics.Quantile(s.FreedMs, 0.95))
-		}
-		e50, emax := "-", "-"
-		if len(s.ExitMs) > 0 {
-			e50 = fmt.Sprintf("%.0f", metrics.Quantile(s.ExitMs, 0.5))
-			emax = fmt.Sprintf("%.0f", metrics.Quantile(s.ExitMs, 1))
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d\t%d\t%s\t%d\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%d\n",
-			s.Scenario, s.Variant, s.Passed, s.Runs, s.Lockups, s.Dead, kpe, s.Reaped, s.HandedOver, s.ReapFailed, p50, p95, len(s.FreedMs), e50, emax, len(s.ExitMs))
+		fr, ex := distStats(groups[i], "oom_to_freed_ms"), distStats(groups[i], "kill_to_exit_ms")
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%s\t%s\n",
+			s.Scenario, s.Variant, s.Passed, s.Runs, s.Lockups, s.Dead, kpe, s.Reaped, s.HandedOver, s.ReapFailed,
+			fr.N, estimate(fr.P50, fr.N), estimate(fr.P95, fr.N), ex.N, estimate(ex.P50, ex.N), estimate(ex.P95, ex.N))
 	}
 	tw.Flush()
 }

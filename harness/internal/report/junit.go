@@ -78,6 +78,20 @@ func JUnit(w io.Writer, r *results.Run) error {
 		out.Errors += s.Errors
 		out.Suites = append(out.Suites, s)
 	}
+	// A variant significantly worse than its reference fails the run
+	// (package suite): one failed testcase per figure, in a suite of its own.
+	if len(r.Regressions) > 0 {
+		s := junitSuite{Name: "statistics"}
+		for i, why := range r.Regressions {
+			s.Cases = append(s.Cases, junitCase{Name: fmt.Sprintf("regression-%d", i+1), Classname: "statistics",
+				Failure: &junitProblem{Message: why, Body: why}})
+			s.Tests++
+			s.Failures++
+		}
+		out.Tests += s.Tests
+		out.Failures += s.Failures
+		out.Suites = append(out.Suites, s)
+	}
 	if _, err := io.WriteString(w, xml.Header); err != nil {
 		return err
 	}

@@ -68,6 +68,11 @@ func KTAP(w io.Writer, r *results.Run) {
 		}
 		fmt.Fprintf(w, "%s %d %s\n", status, i+1, g.name)
 	}
+	// A variant significantly worse than its reference fails the run
+	// (package suite): say so, as a diagnostic of the whole run.
+	for _, why := range r.Regressions {
+		fmt.Fprintf(w, "# REGRESSION %s\n", ktapText(why))
+	}
 }
 
 // ktapSummary is the figures of the one-line summary, read from the

@@ -109,12 +109,18 @@ func TestCompare(t *testing.T) {
 	var b bytes.Buffer
 	Compare(&b, r)
 	out := b.String()
-	if !strings.Contains(out, "1/2") || !strings.Contains(out, "2000") {
-		t.Errorf("comparison lacks pass count or p95:\n%s", out)
+	if !strings.Contains(out, "1/2") || !regexp.MustCompile(`2 +100 +too few samples`).MatchString(out) {
+		t.Errorf("comparison lacks pass count, p50 or 'too few samples' for a p95 of 2:\n%s", out)
 	}
 	s := Summaries(r)
 	if len(s) != 2 || s[0].Runs != 2 || s[0].Kills != 1 || s[1].Dead != 1 {
 		t.Errorf("summaries wrong: %+v", s)
+	}
+	r.Results[0].Figures.OOMToFreedMs = []float64{100, 2000, 300, 400, 500}
+	b.Reset()
+	Compare(&b, r)
+	if out := b.String(); !regexp.MustCompile(`5 +400 \[\d+, \d+\] +2000 \[\d+, 2000\]`).MatchString(out) {
+		t.Errorf("comparison lacks p50/p95 with CIs for N=5:\n%s", out)
 	}
 }
 
@@ -150,5 +156,26 @@ func TestDifferences(t *testing.T) {
 		if strings.Contains(out, not) {
 			t.Errorf("differences show %q, which is the same everywhere:\n%s", not, out)
 		}
+	}
+}
+
+func TestRegressionsInKTAPAndJUnit(t *testing.T) {
+	r := sampleRun()
+	r.Regressions = []string{"smoke: patched is WORSE than baseline on lockups > 0 (Fisher's exact, p = 0.0014 < 0.05)"}
+	var b bytes.Buffer
+	KTAP(&b, r)
+	if !strings.HasSuffix(b.String(), "# REGRESSION smoke: patched is WORSE than baseline on lockups > 0 (Fisher's exact, p = 0.0014 < 0.05)\n") {
+		t.Errorf("KTAP lacks the regression:\n%s", b.String())
+	}
+	b.Reset()
+	if err := JUnit(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	var s junitSuites
+	if err := xml.Unmarshal(b.Bytes(), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Tests != 4 || s.Failures != 2 || s.Suites[2].Name != "statistics" || s.Suites[2].Cases[0].Failure.Message != r.Regressions[0] {
+		t.Errorf("JUnit: %+v", s)
 	}
 }

@@ -32,6 +32,10 @@ type Run struct {
 	Kernels  []Kernel   `json:"kernels"`
 	Results  []*Result  `json:"results"`
 	Verdict  Verdict    `json:"verdict,omitempty"` // set when the run is complete
+	// Regressions say why a complete run failed although its guest runs
+	// passed: a variant significantly worse than its reference on a
+	// figure (package compare), one line each.
+	Regressions []string `json:"regressions,omitempty"`
 }
 
 // Host is the machine the run ran on.

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"oomlab/harness/internal/compare"
 	"oomlab/harness/internal/kbuild"
 	"oomlab/harness/internal/report"
 	"oomlab/harness/internal/results"
@@ -84,8 +85,25 @@ func Run(ctx context.Context, env scenario.Env, rec *results.Run, p Plan) error 
 		return err
 	}
 	now := time.Now()
-	rec.Finished, rec.Complete, rec.Verdict = &now, true, rec.ComputeVerdict()
+	rec.Finished, rec.Complete = &now, true
+	rec.Verdict, rec.Regressions = Verdict(rec)
 	return report.Save(env.Dir, rec)
+}
+
+// Verdict is the final verdict of a complete run: the worst of its guest
+// runs, and fail when any variant of a scenario is significantly worse
+// than the scenario's reference (baseline) on any figure, at
+// metrics.Alpha (compare.Within); the reasons are one line per figure.
+func Verdict(rec *results.Run) (results.Verdict, []string) {
+	v := rec.ComputeVerdict()
+	var why []string
+	for _, row := range compare.Within(rec).Regressions() {
+		why = append(why, row.Reason())
+	}
+	if len(why) > 0 {
+		v = v.Worst(results.Fail)
+	}
+	return v, why
 }
 
 // HostInfo describes the machine for the record.

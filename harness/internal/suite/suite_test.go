@@ -9,6 +9,7 @@ import (
 
 	"oomlab"
 	"oomlab/harness/internal/kbuild"
+	"oomlab/harness/internal/metrics"
 	"oomlab/harness/internal/results"
 	"oomlab/harness/internal/scenario"
 )
@@ -83,5 +84,31 @@ func TestRunEmpty(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestVerdictRegression: guest runs that all pass, but a patched variant
+// with a lockup in 7 of 8 runs against none of 8 on baseline (Fisher's
+// exact p = 0.0014): the run fails, and says why.
+func TestVerdictRegression(t *testing.T) {
+	rec := &results.Run{}
+	add := func(v string, locked int) {
+		for i := range 8 {
+			f := metrics.Figures{GuestAlive: true}
+			if i < locked {
+				f.Lockups = 1
+			}
+			rec.Results = append(rec.Results, &results.Result{Scenario: "s", Variant: v, Repeat: i + 1, Verdict: results.Pass, Figures: f})
+		}
+	}
+	add("baseline", 0)
+	add("patched", 0)
+	if v, why := Verdict(rec); v != results.Pass || why != nil {
+		t.Errorf("same figures: %v %q", v, why)
+	}
+	add("patched:1", 7)
+	v, why := Verdict(rec)
+	if v != results.Fail || len(why) != 1 || !strings.HasPrefix(why[0], "s: patched:1 is WORSE than baseline on lockups > 0 (Fisher's exact, p = 0.0014") {
+		t.Errorf("regression: %v %q", v, why)
 	}
 }
