@@ -43,9 +43,10 @@ type Env struct {
 //
 // The run goes in phases, each a function of the machine and the agent's
 // shell (the Machine and Shell interfaces): boot (boot, dialAgent), setup
-// (setupPhase), stress (stressPhase), census and probes (censusPhase),
-// teardown (stopStressors, shutdown), figures and verdict (figures,
-// judge). runGuest strings together the phases after boot.
+// (setupPhase), then per round (runRound) stress (stressPhase), census and
+// probes (censusPhase) and the stressors stopped (stopStressors), then the
+// teardown (shutdown), figures and verdict (figures, judge). runGuest
+// strings together the phases after boot.
 func Run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int) *results.Result {
 	r := &results.Result{Scenario: sc.Name, Variant: variant, Repeat: repeat, Started: time.Now()}
 	err := run(ctx, env, sc, variant, repeat, r)
