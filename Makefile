@@ -65,9 +65,18 @@ patches-check:
 proof: build
 	$(BIN)/oomlab run patches selftest
 
-# Throughput of the console scanner (MB/s, one core).
+# Throughput of the console scanner (MB/s, one core), then the sample rate
+# of tetsuo-rt-idle (OOM -> freed samples per hour of guest time, per
+# variant) from the newest run under results/. No guest boots unless
+# OOMLAB_BENCH_RUN=1, which first runs tetsuo-rt-idle once on
+# BENCH_VARIANTS (default baseline).
+BENCH_VARIANTS ?= baseline
 bench:
 	$(GO) test -run XXX -bench . -benchtime 3x ./harness/internal/console/
+	@if [ "$(OOMLAB_BENCH_RUN)" = 1 ]; then \
+	  $(MAKE) --no-print-directory build && $(BIN)/oomlab run tetsuo-rt-idle --variants $(BENCH_VARIANTS) --repeat 1 || test $$? = 1; \
+	fi
+	$(GO) run ./harness/cmd/samplerate -results $(CURDIR)/results tetsuo-rt-idle
 
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzParser -fuzztime 3m ./harness/internal/console/

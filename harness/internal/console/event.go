@@ -33,9 +33,10 @@ const (
 	// kernel's clock with its kill.
 	TaskExit Kind = "task_exit"
 	// StressStart is oomlab's own marker, written to /dev/kmsg by the
-	// runner when the stress phase starts ("oomlab: stress start <run>"),
-	// so that figures like the time to the first kill use the kernel's
-	// clock.
+	// runner when each round of the stress phase starts ("oomlab: stress
+	// start <run> round <n>", fields run and round), so that figures like
+	// the time to the first kill use the kernel's clock and every event
+	// can be given to its round.
 	StressStart Kind = "stress_start"
 )
 

@@ -183,10 +183,13 @@ func TestRecognisers(t *testing.T) {
 				"[    5.000000] oomlab: stress start",
 				"[    6.000000] note: oomlab: stress start x",
 				"oomlab: stress start a b",
+				"[    7.500000] oomlab: stress start tetsuo-rt-idle-baseline-0 round 12",
+				"[    7.600000] oomlab: stress start x round two",
 			},
 			want: []want{
 				{kind: StressStart, line: 1, time: f64(4.25), fields: map[string]string{"run": "smoke-baseline-1"}},
 				{kind: StressStart, line: 2, time: f64(5)},
+				{kind: StressStart, line: 5, time: f64(7.5), fields: map[string]string{"run": "tetsuo-rt-idle-baseline-0", "round": "12"}},
 			},
 		},
 		{

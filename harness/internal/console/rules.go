@@ -97,9 +97,10 @@ var rules = []rule{
 	{kind: TaskExit, needle: "oomlab-agent: exit",
 		re: re(`^oomlab-agent: exit pid=(?P<pid>\d+) comm=(?P<comm>\S*) (?:signal=(?P<signal>[A-Z0-9]+)|status=(?P<status>\d+))$`)},
 
-	// oomlab's runner: the stress phase starts.
+	// oomlab's runner: a round of the stress phase starts ("oomlab:
+	// stress start <run> round <n>"; older runners wrote no round).
 	{kind: StressStart, needle: "oomlab: stress start",
-		re: re(`^oomlab: stress start(?: (?P<run>\S+))?$`)},
+		re: re(`^oomlab: stress start(?: (?P<run>\S+))?(?: round (?P<round>\d+))?$`)},
 
 	// kernel/watchdog.c watchdog_timer_fn(), all versions.
 	{kind: SoftLockup, needle: "soft lockup",

@@ -57,7 +57,11 @@ type Kernel struct {
 	SourceID string `json:"source_id"`
 }
 
-// Result is one guest run of one scenario on one variant.
+// Result is one guest run of one scenario on one variant. With rounds
+// (a scenario's "rounds: N"), the stress phase ran up to N times in the
+// one guest: Rounds holds each round's own figures, and the fields of the
+// Result are the whole guest run's (Figures over every round's events and
+// exits; Stressors and Steps every round's, each with its round number).
 type Result struct {
 	Scenario  string          `json:"scenario"`
 	Variant   string          `json:"variant"`
@@ -69,11 +73,37 @@ type Result struct {
 	Figures   metrics.Figures `json:"figures"`
 	Stressors []StressorExit  `json:"stressors,omitempty"`
 	Steps     []StepResult    `json:"steps,omitempty"` // setup and actions, in the order they ran
-	Console   string          `json:"console_log"`
-	Metrics   string          `json:"metrics_log,omitempty"`
-	Started   time.Time       `json:"started"`
-	WallS     float64         `json:"wall_s"`
-	Events    []console.Event `json:"-"` // written to events.jsonl
+	// Rounds are the rounds of the stress phase that ran, in order (one
+	// for a scenario without rounds); a run that ended early keeps the
+	// rounds before.
+	Rounds  []RoundResult   `json:"rounds,omitempty"`
+	Console string          `json:"console_log"`
+	Metrics string          `json:"metrics_log,omitempty"`
+	Started time.Time       `json:"started"`
+	WallS   float64         `json:"wall_s"`
+	Events  []console.Event `json:"-"` // written to events.jsonl
+	// EventRounds is, for each of Events, its round (0: before the first
+	// round's marker); written to events.jsonl with the event.
+	EventRounds []int `json:"-"`
+}
+
+// RoundResult is one round of the stress phase within a guest run: the
+// stressors started afresh, the actions at their times, the census and
+// probes, the stressors stopped and the round settle. Its figures are made
+// from the console events between its stress-start marker and the next
+// round's (boot_s is 0: the boot is the guest run's), its census, probes
+// and stressor exits; guest_alive says whether the agent answered after
+// the round.
+type RoundResult struct {
+	Round     int             `json:"round"` // 1, 2, ...
+	Verdict   Verdict         `json:"verdict,omitempty"`
+	Failures  []string        `json:"failures,omitempty"`
+	Error     string          `json:"error,omitempty"` // why the round could not run (it ended the guest run)
+	Figures   metrics.Figures `json:"figures"`
+	Stressors []StressorExit  `json:"stressors,omitempty"`
+	Steps     []StepResult    `json:"steps,omitempty"` // the round's actions
+	StartS    float64         `json:"start_s"`         // seconds from the guest run's start to the round's marker
+	WallS     float64         `json:"wall_s"`          // marker -> end of the round settle
 }
 
 // StressorExit is how one stressor instance ended.
@@ -82,6 +112,7 @@ type StressorExit struct {
 	Instance int    `json:"instance"`
 	ExitCode int    `json:"exit_code"`
 	Signal   string `json:"signal,omitempty"`
+	Round    int    `json:"round,omitempty"`         // the round that started it
 	Running  bool   `json:"still_running,omitempty"` // stopped by the runner at the end of the phase
 	Output   string `json:"output,omitempty"`        // tail of stdout+stderr
 }
@@ -97,8 +128,9 @@ func ExitFacts(exits []StressorExit) []metrics.Exit {
 
 // StepResult is how one setup step or action went.
 type StepResult struct {
-	Phase    string  `json:"phase"`          // setup, action
-	AtS      float64 `json:"at_s,omitempty"` // actions: seconds from the stress start, as run
+	Phase    string  `json:"phase"`           // setup, action
+	AtS      float64 `json:"at_s,omitempty"`  // actions: seconds from the stress start, as run
+	Round    int     `json:"round,omitempty"` // actions: the round
 	Command  string  `json:"command"`
 	Error    string  `json:"error,omitempty"` // non-zero exit or transport error
 	Output   string  `json:"output,omitempty"`
@@ -126,13 +158,18 @@ func Save(dir string, r *Run) error {
 	var ev bytes.Buffer
 	enc := json.NewEncoder(&ev)
 	for _, res := range r.Results {
-		for _, e := range res.Events {
+		for i, e := range res.Events {
+			round := 0
+			if i < len(res.EventRounds) {
+				round = res.EventRounds[i]
+			}
 			enc.Encode(struct {
 				Scenario string `json:"scenario"`
 				Variant  string `json:"variant"`
 				Repeat   int    `json:"repeat"`
+				Round    int    `json:"round,omitempty"`
 				console.Event
-			}{res.Scenario, res.Variant, res.Repeat, e})
+			}{res.Scenario, res.Variant, res.Repeat, round, e})
 		}
 	}
 	return atomicfile.Write(filepath.Join(dir, "events.jsonl"), ev.Bytes(), 0o644)

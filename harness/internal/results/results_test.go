@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"oomlab/harness/internal/console"
 	"oomlab/harness/internal/metrics"
 )
 
@@ -73,5 +74,38 @@ func TestSaveLoad(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "events.jsonl")); err != nil {
 		t.Error(err)
+	}
+}
+
+// Rounds: each with its own figures in run.json, and every event of
+// events.jsonl with its round.
+func TestRoundsSaveLoad(t *testing.T) {
+	dir := t.TempDir()
+	res := &Result{Scenario: "s", Verdict: Pass, Figures: metrics.Figures{OOMKills: 2},
+		Rounds: []RoundResult{
+			{Round: 1, Verdict: Pass, Figures: metrics.Figures{OOMKills: 1, OOMToFreedMs: []float64{2200}}, Stressors: []StressorExit{{Name: "v", Round: 1, Signal: "KILL"}}},
+			{Round: 2, Verdict: Fail, Failures: []string{"x"}, Figures: metrics.Figures{OOMKills: 1}, Steps: []StepResult{{Phase: "action", Command: "a", Round: 2}}},
+		},
+		Events:      []console.Event{{Kind: console.Warning}, {Kind: console.StressStart}, {Kind: console.OOMKill}},
+		EventRounds: []int{0, 1, 1},
+	}
+	if err := Save(dir, &Run{Schema: SchemaVersion, ID: "r", Results: []*Result{res}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := got.Results[0].Rounds
+	if len(rs) != 2 || rs[0].Figures.OOMToFreedMs[0] != 2200 || rs[0].Stressors[0].Round != 1 || rs[1].Verdict != Fail || rs[1].Steps[0].Round != 2 {
+		t.Errorf("rounds round trip: %+v", rs)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "events.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 3 || strings.Contains(lines[0], `"round"`) || !strings.Contains(lines[2], `"round":1`) {
+		t.Errorf("events.jsonl:\n%s", b)
 	}
 }

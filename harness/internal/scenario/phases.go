@@ -83,9 +83,12 @@ func streamMetrics(ctx context.Context, sh Shell, interval time.Duration, w io.W
 }
 
 // stressMarker is the line the runner writes into the guest's kernel log
-// when the stress phase starts; the console parser makes it a
-// stress_start event, the zero of the stress phase on the console clock.
-func stressMarker(base string) string { return "oomlab: stress start " + base }
+// when round n of the stress phase starts; the console parser makes it a
+// stress_start event (fields run and round), the zero of the round on the
+// console clock and the mark from which events belong to the round.
+func stressMarker(base string, n int) string {
+	return fmt.Sprintf("oomlab: stress start %s round %d", base, n)
+}
 
 // stressed is what the stress phase leaves to the phases after it.
 type stressed struct {
@@ -98,9 +101,9 @@ type stressed struct {
 // stressPhase writes the stress-start marker, starts the actions and the
 // stressors and returns when the phase is over (see waitStress), the
 // stressors still as they are. The console's events feed stop_when
-// through events; killGrace is the time left to the foreground stressors
-// once stop_when's kills are seen.
-func stressPhase(ctx context.Context, m Machine, sh Shell, sc *Scenario, variant, marker string, events *eventLog, killGrace time.Duration) (stressed, error) {
+// through events, counted from round's marker on; killGrace is the time
+// left to the foreground stressors once stop_when's kills are seen.
+func stressPhase(ctx context.Context, m Machine, sh Shell, sc *Scenario, variant string, round int, marker string, events *eventLog, killGrace time.Duration) (stressed, error) {
 	if err := sh.Kmsg(ctx, marker); err != nil {
 		return stressed{}, fmt.Errorf("stress start marker: %w", err)
 	}
@@ -115,7 +118,7 @@ func stressPhase(ctx context.Context, m Machine, sh Shell, sc *Scenario, variant
 		<-actionsDone
 		return stressed{}, err
 	}
-	waitStress(ctx, m, sc, procs, events, killGrace)
+	waitStress(ctx, m, sc, round, procs, events, killGrace)
 	st.elapsed = time.Since(st.start)
 	acancel()
 	st.procs, st.actions = procs, <-actionsDone
@@ -200,10 +203,11 @@ func startStressors(ctx context.Context, sh Shell, sc *Scenario) ([]*proc, error
 }
 
 // waitStress returns when a stop condition holds, the duration is over,
-// the machine exited, or ctx ended. The stop conditions: every foreground
-// stressor ended (all_exited), or stop_when's OOM kills were seen on the
-// console and then every foreground stressor ended or killGrace passed.
-func waitStress(ctx context.Context, m Machine, sc *Scenario, procs []*proc, events *eventLog, killGrace time.Duration) {
+// the machine exited, or ctx ended. The stop conditions, on the console
+// events of the round: every foreground stressor ended (all_exited);
+// stop_when's OOM reaps were seen; or stop_when's OOM kills were seen and
+// then every foreground stressor ended or killGrace passed.
+func waitStress(ctx context.Context, m Machine, sc *Scenario, round int, procs []*proc, events *eventLog, killGrace time.Duration) {
 	done := make(chan struct{}, len(procs))
 	fg := 0
 	for _, p := range procs {
@@ -220,8 +224,12 @@ func waitStress(ctx context.Context, m Machine, sc *Scenario, procs []*proc, eve
 	for {
 		// Enough kills: give the victims a moment to be reaped by their
 		// parent so their exit signal is recorded, then stop.
-		if grace == nil && sc.StopWhen.OOMKills > 0 && events.killCount() >= sc.StopWhen.OOMKills {
+		if grace == nil && sc.StopWhen.OOMKills > 0 && events.killCount(round) >= sc.StopWhen.OOMKills {
 			grace = time.After(killGrace)
+		}
+		// The victim's memory is free: what the round measures is over.
+		if sc.StopWhen.OOMReaped > 0 && events.reapCount(round) >= sc.StopWhen.OOMReaped {
+			return
 		}
 		if (sc.StopWhen.AllExited || grace != nil) && fg > 0 && ended == fg {
 			return

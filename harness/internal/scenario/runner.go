@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -41,9 +43,10 @@ type Env struct {
 //
 // The run goes in phases, each a function of the machine and the agent's
 // shell (the Machine and Shell interfaces): boot (boot, dialAgent), setup
-// (setupPhase), stress (stressPhase), census and probes (censusPhase),
-// teardown (stopStressors, shutdown), figures and verdict (figures,
-// judge). runGuest strings together the phases after boot.
+// (setupPhase), then per round (runRound) stress (stressPhase), census and
+// probes (censusPhase) and the stressors stopped (stopStressors), then the
+// teardown (shutdown), figures and verdict (figures, judge). runGuest
+// strings together the phases after boot.
 func Run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int) *results.Result {
 	r := &results.Result{Scenario: sc.Name, Variant: variant, Repeat: repeat, Started: time.Now()}
 	err := run(ctx, env, sc, variant, repeat, r)
@@ -54,24 +57,63 @@ func Run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int)
 
 // judge is the verdict: an error if the run could not complete, else
 // whether the figures meet the scenario's expectations for the variant.
+// A scenario without rounds is judged on the guest run's figures, as
+// before rounds. With rounds, each round is a sample and is judged on its
+// own figures (its failures are the run's, prefixed "round N: "), and a
+// run that ended before its last round (the guest died or stopped
+// answering) fails. Rounds that ran before an error keep their verdicts.
 func judge(r *results.Result, sc *Scenario, variant string, err error) {
+	want := sc.Expectations(variant)
+	for i := range r.Rounds {
+		rr := &r.Rounds[i]
+		if rr.Error != "" {
+			rr.Verdict = results.Error
+			continue
+		}
+		rr.Failures = metrics.Evaluate(want, rr.Figures)
+		rr.Verdict = results.Pass
+		if len(rr.Failures) > 0 {
+			rr.Verdict = results.Fail
+		}
+	}
 	if err != nil {
 		r.Verdict, r.Error = results.Error, err.Error()
 		return
 	}
-	r.Failures = metrics.Evaluate(sc.Expectations(variant), r.Figures)
+	if sc.Rounds <= 1 {
+		r.Failures = metrics.Evaluate(want, r.Figures)
+		for i := range r.Rounds { // the one round is the guest run
+			r.Rounds[i].Failures, r.Rounds[i].Verdict = r.Failures, results.Pass
+			if len(r.Failures) > 0 {
+				r.Rounds[i].Verdict = results.Fail
+			}
+		}
+	} else {
+		r.Failures = nil
+		for _, rr := range r.Rounds {
+			for _, f := range rr.Failures {
+				r.Failures = append(r.Failures, fmt.Sprintf("round %d: %s", rr.Round, f))
+			}
+		}
+		if len(r.Rounds) < sc.Rounds {
+			r.Failures = append(r.Failures, fmt.Sprintf("rounds: %d of %d ran (the guest died or its agent stopped answering)", len(r.Rounds), sc.Rounds))
+		}
+	}
 	r.Verdict = results.Pass
 	if len(r.Failures) > 0 {
 		r.Verdict = results.Fail
 	}
 }
 
-// eventLog collects console events as they stream in.
+// eventLog collects console events as they stream in, and counts the kills
+// and reaps of the latest round whose marker it has seen, for stop_when.
 type eventLog struct {
 	mu     sync.Mutex
 	parser *console.Parser
 	events []console.Event
-	kills  metrics.KillCounter // as the figures count them, for stop_when
+	round  int                 // of the latest stress_start marker seen (0: none yet)
+	kills  metrics.KillCounter // of that round, as the figures count them
+	reaped int                 // of that round
 }
 
 func newEventLog() *eventLog { return &eventLog{parser: console.NewParser()} }
@@ -81,15 +123,37 @@ func (l *eventLog) line(b []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, e := range l.parser.Feed(b) {
+		if e.Kind == console.StressStart {
+			l.round = markerRound(e, l.round)
+			l.kills, l.reaped = metrics.KillCounter{}, 0
+		}
 		l.kills.Add(e)
+		if e.Kind == console.OOMReaped {
+			l.reaped++
+		}
 		l.events = append(l.events, e)
 	}
 }
 
-func (l *eventLog) killCount() int {
+// killCount is the number of OOM kills in round n so far: 0 until its
+// marker is on the console.
+func (l *eventLog) killCount(n int) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.round != n {
+		return 0
+	}
 	return l.kills.Kills
+}
+
+// reapCount is the number of oom_reaped events in round n so far.
+func (l *eventLog) reapCount(n int) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.round != n {
+		return 0
+	}
+	return l.reaped
 }
 
 func (l *eventLog) snapshot() []console.Event {
@@ -98,25 +162,114 @@ func (l *eventLog) snapshot() []console.Event {
 	return append([]console.Event(nil), l.events...)
 }
 
+// markerRound is the round of a stress_start marker: its round field, or
+// the round after prev for a marker without one.
+func markerRound(e console.Event, prev int) int {
+	if n, err := strconv.Atoi(e.Fields["round"]); err == nil && n > 0 {
+		return n
+	}
+	return prev + 1
+}
+
+// assignRounds gives every event its round: the latest round whose
+// stress_start marker precedes it by console timestamp (0: before the
+// first marker). An event without a timestamp, and every event when the
+// markers have none, goes by the order of the stream instead. A marker is
+// in its own round.
+func assignRounds(evs []console.Event) []int {
+	type marker struct {
+		round int
+		t     float64
+	}
+	var ms []marker
+	out := make([]int, len(evs))
+	cur := 0
+	for i, e := range evs {
+		if e.Kind == console.StressStart {
+			cur = markerRound(e, cur)
+			if e.Time != nil {
+				ms = append(ms, marker{cur, *e.Time})
+			}
+		}
+		out[i] = cur
+	}
+	if len(ms) == 0 {
+		return out
+	}
+	sort.SliceStable(ms, func(i, j int) bool { return ms[i].t < ms[j].t })
+	for i, e := range evs {
+		if e.Time == nil || e.Kind == console.StressStart {
+			continue
+		}
+		k := sort.Search(len(ms), func(j int) bool { return ms[j].t > *e.Time })
+		if k == 0 {
+			out[i] = 0
+		} else {
+			out[i] = ms[k-1].round
+		}
+	}
+	return out
+}
+
 // facts is what the phases found out, besides the console and the
 // stressor exits, that the figures are computed from.
 type facts struct {
-	alive  bool          // the agent answered after the stress phase
+	alive  bool          // the agent answered after the (last) round
 	boot   time.Duration // QEMU start -> agent answered
-	stress time.Duration // length of the stress phase
+	stress time.Duration // length of the stress phase, every round's
 	left   map[string]int
 	probes map[string]float64
+	rounds []*roundFacts // the rounds that started, in order
+}
+
+// roundFacts is what one round found out.
+type roundFacts struct {
+	n       int
+	startS  float64       // guest run start -> the round's marker
+	stress  time.Duration // length of the round's stress phase
+	wall    time.Duration // marker -> end of the round's settle
+	alive   bool          // the agent answered after the round
+	left    map[string]int
+	probes  map[string]float64
+	exits   []results.StressorExit
+	actions []results.StepResult
+	err     error // the round could not run
 }
 
 // figures computes the run's figures from its console events, its stressor
-// exits and the facts. It runs however the run ended, so that a run that
+// exits and the facts: the whole guest run's, and each round's from the
+// events assigned to it. It runs however the run ended, so that a run that
 // died half way still reports what its console showed.
 func figures(r *results.Result, sc *Scenario, events *eventLog, f *facts) {
 	r.Events = events.snapshot()
+	r.EventRounds = assignRounds(r.Events)
+	var exits []results.StressorExit
+	for _, rf := range f.rounds {
+		exits = append(exits, rf.exits...)
+	}
 	r.Figures = metrics.Compute(metrics.Facts{
 		Events: r.Events, Boot: f.boot, Stress: f.stress, GuestAlive: f.alive,
-		Left: f.left, Stressors: sc.StressorNames(), Exits: results.ExitFacts(r.Stressors), Probes: f.probes,
+		Left: f.left, Stressors: sc.StressorNames(), Exits: results.ExitFacts(exits), Probes: f.probes,
 	})
+	byRound := map[int][]console.Event{}
+	for i, e := range r.Events {
+		byRound[r.EventRounds[i]] = append(byRound[r.EventRounds[i]], e)
+	}
+	r.Rounds = nil
+	for _, rf := range f.rounds {
+		rr := results.RoundResult{
+			Round: rf.n, Stressors: rf.exits, Steps: rf.actions,
+			StartS: rf.startS, WallS: rf.wall.Seconds(),
+			Figures: metrics.Compute(metrics.Facts{
+				Events: byRound[rf.n], Stress: rf.stress, GuestAlive: rf.alive,
+				Left: rf.left, Stressors: sc.StressorNames(), Exits: results.ExitFacts(rf.exits), Probes: rf.probes,
+			}),
+		}
+		if rf.err != nil {
+			rr.Error = rf.err.Error()
+		}
+		r.Rounds = append(r.Rounds, rr)
+	}
 }
 
 // Bounds of the boot, which only the real machine goes through.
@@ -270,11 +423,13 @@ type session struct {
 	waits   waits
 }
 
-// runGuest runs the phases after boot: setup, stress, census and probes,
-// teardown. What they find goes into r and f; the caller computes the
+// runGuest runs the phases after boot: setup, then the rounds (each:
+// stress, census and probes, stressors stopped, settle, liveness), then
+// the teardown. What they find goes into r and f; the caller computes the
 // figures and the verdict however this ends. An error is an
-// infrastructure failure; a guest that died is not one (the figures tell
-// that story).
+// infrastructure failure (a setup step or a round that could not start:
+// the rounds before are kept); a guest that died is not one (the figures
+// tell that story), it ends the rounds.
 func runGuest(ctx context.Context, g *session, r *results.Result, f *facts) error {
 	steps, err := setupPhase(ctx, g.sh, g.sc, g.variant)
 	r.Steps = append(r.Steps, steps...)
@@ -282,47 +437,97 @@ func runGuest(ctx context.Context, g *session, r *results.Result, f *facts) erro
 		return err
 	}
 
-	// Metrics stream for the whole stress phase; they also tell us the
-	// agent is alive, without extra round trips.
+	// Metrics stream for the whole stress phase, every round; they also
+	// tell us the agent is alive, without extra round trips.
 	r.Metrics = "metrics-" + g.base + ".jsonl"
 	mfile, err := os.Create(filepath.Join(g.dir, r.Metrics))
 	if err != nil {
 		return err
 	}
-	stopMetrics := streamMetrics(ctx, g.sh, g.waits.metrics, mfile)
+	var once sync.Once
+	stop := streamMetrics(ctx, g.sh, g.waits.metrics, mfile)
+	stopMetrics := func() { once.Do(stop) }
+	defer stopMetrics()
 
-	st, err := stressPhase(ctx, g.m, g.sh, g.sc, g.variant, stressMarker(g.base), g.events, g.waits.killGrace)
-	if err != nil {
-		stopMetrics()
-		return err
+	rounds := max(g.sc.Rounds, 1)
+	for n := 1; n <= rounds; n++ {
+		rf := &roundFacts{n: n}
+		f.rounds = append(f.rounds, rf)
+		goOn, err := runRound(ctx, g, rf, n == rounds, stopMetrics, f, r)
+		if err != nil {
+			return err
+		}
+		if !goOn {
+			return nil
+		}
 	}
-	f.stress = st.elapsed
-	r.Steps = append(r.Steps, st.actions...)
+	shutdown(ctx, g.m, g.sh, g.waits.poweroff)
+	return nil
+}
+
+// runRound runs round rf.n: the marker, the stress phase, the census and
+// probes, the stressors stopped, the settle (round_settle between rounds,
+// settle after the last) and the liveness check. It says whether the run
+// goes on: not when the machine died or the agent did not answer.
+func runRound(ctx context.Context, g *session, rf *roundFacts, last bool, stopMetrics func(), f *facts, r *results.Result) (bool, error) {
+	start := time.Now()
+	if !r.Started.IsZero() {
+		rf.startS = start.Sub(r.Started).Seconds()
+	}
+	settle := g.sc.RoundSettle.D()
+	if last {
+		settle = g.sc.Settle.D()
+	}
+	name := g.base
+	if g.sc.Rounds > 1 {
+		name = fmt.Sprintf("%s round %d/%d", g.base, rf.n, g.sc.Rounds)
+	}
+	st, err := stressPhase(ctx, g.m, g.sh, g.sc, g.variant, rf.n, stressMarker(g.base, rf.n), g.events, g.waits.killGrace)
+	if err != nil {
+		rf.err = err
+		rf.wall = time.Since(start)
+		return false, fmt.Errorf("round %d: %w", rf.n, err)
+	}
+	rf.stress = st.elapsed
+	f.stress += st.elapsed
+	for _, a := range st.actions {
+		a.Round = rf.n
+		rf.actions = append(rf.actions, a)
+	}
+	r.Steps = append(r.Steps, rf.actions...)
 
 	// What is left and what the probes read is taken before the runner
 	// stops anything: a victim that escaped a kill must still be there.
 	if !isDone(g.m.Done()) {
-		f.left, f.probes = censusPhase(ctx, g.sh, g.sc, g.variant, func(format string, args ...any) {
-			g.logf(g.base+": "+format, args...)
+		rf.left, rf.probes = censusPhase(ctx, g.sh, g.sc, g.variant, func(format string, args ...any) {
+			g.logf(name+": "+format, args...)
 		})
+		f.left, f.probes = rf.left, rf.probes
 	}
 
-	// Today the end of the stressors and the settle take their full time
-	// even past the scenario timeout: they get ctx without its deadline.
+	// The end of the stressors and the settle take their full time even
+	// past the scenario timeout: they get ctx without its deadline.
 	late := context.WithoutCancel(ctx)
-	r.Stressors = stopStressors(late, st.procs, g.waits.stopProc)
-	stopMetrics()
-
-	if isDone(g.m.Done()) { // ExitError is only set by then
+	for _, e := range stopStressors(late, st.procs, g.waits.stopProc) {
+		e.Round = rf.n
+		rf.exits = append(rf.exits, e)
+		if g.sc.Rounds > 1 {
+			e.Output = "" // in the round's copy only
+		}
+		r.Stressors = append(r.Stressors, e)
+	}
+	dead := isDone(g.m.Done()) // ExitError is only set by then
+	if last || dead {
+		stopMetrics()
+	}
+	pause(late, settle)
+	rf.wall = time.Since(start)
+	if dead {
 		f.alive = false
-		pause(late, g.sc.Settle.D())
-		return nil // the figures (panic, lockups) tell the story; QEMU exiting is not an infrastructure error
+		return false, nil // the figures (panic, lockups) tell the story; QEMU exiting is not an infrastructure error
 	}
-	pause(late, g.sc.Settle.D())
-	f.alive = g.sh.Ping(ctx, g.waits.ping) == nil
-	g.logf("%s: stress phase %.1fs, %d OOM kills, agent alive: %v", g.base, time.Since(st.start).Seconds(), g.events.killCount(), f.alive)
-	if f.alive {
-		shutdown(ctx, g.m, g.sh, g.waits.poweroff)
-	}
-	return nil
+	rf.alive = g.sh.Ping(ctx, g.waits.ping) == nil
+	f.alive = rf.alive
+	g.logf("%s: stress phase %.1fs, %d OOM kills, agent alive: %v", name, st.elapsed.Seconds(), g.events.killCount(rf.n), rf.alive)
+	return rf.alive, nil
 }

@@ -81,18 +81,26 @@ var _ Machine = (*fakeMachine)(nil)
 // "ping", "poweroff", "close") and answers from a script. onCall, if set,
 // runs after each call is recorded, outside the lock.
 type fakeShell struct {
-	outputs     map[string]fakeOutput // by command; default: no output, exit 0
-	spawnErr    map[string]error      // by command line
-	left        map[string]int
-	censusErr   error
-	kmsgErr     error
-	pingErr     error
-	poweroffErr error
-	onCall      func(call string)
+	outputs  map[string]fakeOutput // by command; default: no output, exit 0
+	spawnErr map[string]error      // by command line
+	// spawnErrFrom makes spawnErr apply from the command line's nth start
+	// (1-based) on; 0 or absent: from the first.
+	spawnErrFrom map[string]int
+	left         map[string]int
+	censusErr    error
+	kmsgErr      error
+	pingErr      error
+	poweroffErr  error
+	onCall       func(call string)
+	// kmsgTo gets each line written to the kernel log, as the guest's
+	// kernel prints it on the console (newTestSession: the fake machine's
+	// console, without a timestamp, unless set before).
+	kmsgTo func(text string)
 
-	mu    sync.Mutex
-	calls []string
-	jobs  []*fakeJob
+	mu     sync.Mutex
+	calls  []string
+	jobs   []*fakeJob
+	spawns map[string]int
 }
 
 type fakeOutput struct {
@@ -135,7 +143,14 @@ func (s *fakeShell) Output(ctx context.Context, cmd string) ([]byte, error) {
 }
 
 func (s *fakeShell) StartSpawn(ctx context.Context, sp protocol.Spawn, cmdline string, stdout, stderr io.Writer) (guest.Job, error) {
-	if err := s.spawnErr[cmdline]; err != nil {
+	s.mu.Lock()
+	if s.spawns == nil {
+		s.spawns = map[string]int{}
+	}
+	s.spawns[cmdline]++
+	nth := s.spawns[cmdline]
+	s.mu.Unlock()
+	if err := s.spawnErr[cmdline]; err != nil && nth >= s.spawnErrFrom[cmdline] {
 		s.record("spawn " + cmdline)
 		return nil, err
 	}
@@ -160,6 +175,9 @@ func (s *fakeShell) Metrics(ctx context.Context, interval time.Duration, fn func
 
 func (s *fakeShell) Kmsg(ctx context.Context, text string) error {
 	s.record("kmsg " + text)
+	if s.kmsgErr == nil && s.kmsgTo != nil {
+		s.kmsgTo(text)
+	}
 	return s.kmsgErr
 }
 
@@ -287,6 +305,9 @@ type testSession struct {
 func newTestSession(t *testing.T, sc *Scenario, sh *fakeShell) *testSession {
 	events := newEventLog()
 	ts := &testSession{fm: newFakeMachine(events), fs: sh}
+	if sh.kmsgTo == nil {
+		sh.kmsgTo = func(text string) { ts.fm.print(text) }
+	}
 	ts.session = &session{
 		sc: sc, variant: "patched", base: "t-patched-0", dir: t.TempDir(),
 		m: ts.fm, sh: sh, events: events, waits: testWaits,
@@ -430,7 +451,7 @@ func TestStopWhenOOMKills(t *testing.T) {
 	}
 	ended := make(chan phase, 1)
 	go func() {
-		st, err := stressPhase(context.Background(), ts.fm, sh, sc, "patched", "m", ts.events, time.Hour)
+		st, err := stressPhase(context.Background(), ts.fm, sh, sc, "patched", 1, stressMarker("t", 1), ts.events, time.Hour)
 		ended <- phase{st, err}
 	}()
 	waitFor(t, "the stressors", func() bool { return len(sh.Jobs()) == 3 })
@@ -485,7 +506,7 @@ func TestStopWhenOOMKillsGrace(t *testing.T) {
 	var err error
 	// The foreground stressors never end: the grace after the kill does it.
 	within(t, "the stress phase", func() {
-		st, err = stressPhase(context.Background(), ts.fm, sh, sc, "patched", "m", ts.events, 50*time.Millisecond)
+		st, err = stressPhase(context.Background(), ts.fm, sh, sc, "patched", 1, stressMarker("t", 1), ts.events, 50*time.Millisecond)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -514,7 +535,7 @@ func TestStopWhenAllExited(t *testing.T) {
 	var st stressed
 	var err error
 	within(t, "the stress phase", func() {
-		st, err = stressPhase(context.Background(), ts.fm, sh, sc, "patched", "m", ts.events, time.Hour)
+		st, err = stressPhase(context.Background(), ts.fm, sh, sc, "patched", 1, stressMarker("t", 1), ts.events, time.Hour)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -542,7 +563,7 @@ func TestStressDuration(t *testing.T) {
 	ts := newTestSession(t, sc, sh)
 	var st stressed
 	within(t, "the stress phase", func() {
-		st, _ = stressPhase(context.Background(), ts.fm, sh, sc, "patched", "m", ts.events, time.Hour)
+		st, _ = stressPhase(context.Background(), ts.fm, sh, sc, "patched", 1, stressMarker("t", 1), ts.events, time.Hour)
 	})
 	if st.elapsed < 50*time.Millisecond {
 		t.Errorf("stress phase %v, shorter than its duration", st.elapsed)
@@ -599,9 +620,6 @@ func TestRunGuest(t *testing.T) {
 	acted := make(chan struct{})
 	sh.onCall = func(c string) {
 		switch {
-		case strings.HasPrefix(c, "kmsg "):
-			// The guest's kernel prints the marker on the console.
-			ts.fm.print("[    1.000000] " + strings.TrimPrefix(c, "kmsg "))
 		case c == "output act":
 			close(acted)
 		case c == "spawn rthog":
@@ -621,7 +639,7 @@ func TestRunGuest(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := sh.Calls()
-	order := []string{"output echo 1 > /knob", "kmsg oomlab: stress start t-patched-0", "spawn rthog",
+	order := []string{"output echo 1 > /knob", "kmsg oomlab: stress start t-patched-0 round 1", "spawn rthog",
 		"census", "output cat /proc/vmstat", "kill rthog", "metrics end", "ping", "poweroff"}
 	last := -1
 	for _, c := range order {
@@ -631,7 +649,7 @@ func TestRunGuest(t *testing.T) {
 		}
 		last = i
 	}
-	if i := sh.index("output act"); i < sh.index("kmsg oomlab: stress start t-patched-0") || i > sh.index("census") {
+	if i := sh.index("output act"); i < sh.index("kmsg oomlab: stress start t-patched-0 round 1") || i > sh.index("census") {
 		t.Errorf("the action ran outside the stress phase: %v", calls)
 	}
 	if sh.index("output base") >= 0 {
@@ -907,5 +925,298 @@ func TestRunNoKernel(t *testing.T) {
 	r := Run(context.Background(), Env{Kernels: map[string]string{}, Dir: t.TempDir()}, sc, "patched", 0)
 	if r.Verdict != results.Error || !strings.Contains(r.Error, "no patched kernel built") {
 		t.Errorf("%s %q", r.Verdict, r.Error)
+	}
+}
+
+// count is how many calls equal c.
+func (s *fakeShell) count(c string) int {
+	n := 0
+	for _, x := range s.Calls() {
+		if x == c {
+			n++
+		}
+	}
+	return n
+}
+
+// roundsSession is a session of a scenario with rounds whose console
+// stamps each marker at 10*n s and, once a round's last stressor is
+// started, shows one OOM kill of the round's memhog at 10*n+5 s and, with
+// reap, its reap 2.2 s later, then ends the round's memhogs. onRound, if
+// set, runs instead for the rounds it returns true for.
+func roundsSession(t *testing.T, sc *Scenario, sh *fakeShell, reap bool, onRound func(ts *testSession, n int) bool) *testSession {
+	var ts *testSession
+	var mu sync.Mutex
+	round := 0
+	sh.kmsgTo = func(text string) {
+		mu.Lock()
+		round++
+		n := round
+		mu.Unlock()
+		ts.fm.print(fmt.Sprintf("[%12.6f] %s", float64(10*n), text))
+	}
+	ts = newTestSession(t, sc, sh)
+	sh.onCall = func(c string) {
+		switch c {
+		case "spawn rthog":
+			mu.Lock()
+			n := round
+			mu.Unlock()
+			if onRound != nil && onRound(ts, n) {
+				return
+			}
+			go func() {
+				pid := 100 + n
+				at := float64(10*n + 5)
+				ts.fm.print(
+					fmt.Sprintf("[%12.6f] memhog invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP), order=0, oom_score_adj=0", at),
+					fmt.Sprintf("[%12.6f] Out of memory: Killed process %d (memhog) total-vm:100kB, anon-rss:90kB, file-rss:4kB, shmem-rss:0kB, UID:0 pgtables:8kB oom_score_adj:0", at+0.001, pid))
+				if reap {
+					ts.fm.print(fmt.Sprintf("[%12.6f] oom_reaper: reaped process %d (memhog), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB", at+2.2, pid))
+				}
+				for _, j := range sh.jobsOf("memhog") {
+					j.end(killed)
+				}
+			}()
+		case "poweroff":
+			go ts.fm.die(nil)
+		}
+	}
+	return ts
+}
+
+func roundsScenario(n int) *Scenario {
+	sc := stressScenario()
+	sc.Rounds = n
+	sc.Settle = Duration(time.Millisecond)
+	sc.RoundSettle = Duration(time.Millisecond)
+	sc.StopWhen.OOMKills = 1
+	sc.Actions = []Step{{Command: "act"}}
+	sc.Probes = []Probe{{Name: "p", Command: "probe"}}
+	sc.Expect = map[string]string{"oom_kills": "== 1", "guest_alive": "true"}
+	return sc
+}
+
+func TestRounds(t *testing.T) {
+	sc := roundsScenario(3)
+	sh := &fakeShell{outputs: map[string]fakeOutput{"probe": {out: "7\n"}}, left: map[string]int{"rthog": 1}}
+	ts := roundsSession(t, sc, sh, true, nil)
+	r, f, err := ts.run(t, context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// N rounds: N markers, N starts of every stressor, a census, probes
+	// and a liveness check per round, and one setup, metrics stream and
+	// poweroff per boot.
+	for n := 1; n <= 3; n++ {
+		if c := fmt.Sprintf("kmsg oomlab: stress start t-patched-0 round %d", n); sh.count(c) != 1 {
+			t.Errorf("%q %d times", c, sh.count(c))
+		}
+	}
+	for c, want := range map[string]int{"spawn memhog": 6, "spawn rthog": 3, "kill rthog": 3, "census": 3, "output probe": 3,
+		"output act": 3, "ping": 3, "metrics": 1, "metrics end": 1, "poweroff": 1} {
+		if got := sh.count(c); got != want {
+			t.Errorf("%q %d times, want %d (calls %v)", c, got, want, sh.Calls())
+		}
+	}
+	// Each round's census comes before its stressors are stopped, and
+	// the next round's marker after the liveness check.
+	calls := sh.Calls()
+	var order []string
+	for _, c := range calls {
+		switch c {
+		case "census", "kill rthog", "ping", "kmsg oomlab: stress start t-patched-0 round 2", "kmsg oomlab: stress start t-patched-0 round 3", "poweroff":
+			order = append(order, c)
+		}
+	}
+	if want := []string{"census", "kill rthog", "ping", "kmsg oomlab: stress start t-patched-0 round 2", "census", "kill rthog", "ping",
+		"kmsg oomlab: stress start t-patched-0 round 3", "census", "kill rthog", "ping", "poweroff"}; !slices.Equal(order, want) {
+		t.Errorf("order %v, want %v", order, want)
+	}
+
+	figures(r, sc, ts.events, f)
+	judge(r, sc, "patched", nil)
+	if len(r.Rounds) != 3 {
+		t.Fatalf("%d rounds in the result", len(r.Rounds))
+	}
+	for i, rr := range r.Rounds {
+		n := i + 1
+		fg := rr.Figures
+		if rr.Round != n || fg.OOMKills != 1 || fg.Reaped != 1 || len(fg.OOMToFreedMs) != 1 || !fg.GuestAlive || fg.Extra["probe:p"] != 7 || fg.Left["rthog"] != 1 {
+			t.Errorf("round %d: %+v", n, rr)
+		}
+		if fg.FirstKillSeconds == nil || *fg.FirstKillSeconds < 5 || *fg.FirstKillSeconds > 5.01 {
+			t.Errorf("round %d: first kill %v s after its marker, want 5", n, fg.FirstKillSeconds)
+		}
+		if len(rr.Stressors) != 3 || rr.Stressors[0].Round != n || rr.Stressors[0].Output == "" || fg.Extra["killed:hog"] != 2 {
+			t.Errorf("round %d stressors %+v", n, rr.Stressors)
+		}
+		if len(rr.Steps) != 1 || rr.Steps[0].Command != "act" || rr.Steps[0].Round != n {
+			t.Errorf("round %d steps %+v", n, rr.Steps)
+		}
+		if rr.Verdict != results.Pass || rr.WallS <= 0 {
+			t.Errorf("round %d: verdict %s %v, wall %v", n, rr.Verdict, rr.Failures, rr.WallS)
+		}
+	}
+	// The whole guest run: every round's kills, samples and exits.
+	if r.Figures.OOMKills != 3 || len(r.Figures.OOMToFreedMs) != 3 || r.Figures.Extra["killed:hog"] != 6 || !r.Figures.GuestAlive {
+		t.Errorf("whole-run figures %+v", r.Figures)
+	}
+	if len(r.Stressors) != 9 || r.Stressors[8].Round != 3 || r.Stressors[0].Output != "" {
+		t.Errorf("whole-run stressors %+v", r.Stressors)
+	}
+	// Each round is judged on its own: one kill a round holds though the
+	// run has three.
+	if r.Verdict != results.Pass {
+		t.Errorf("verdict %s %v", r.Verdict, r.Failures)
+	}
+	rounds := map[int]int{}
+	for _, n := range r.EventRounds {
+		rounds[n]++
+	}
+	if rounds[1] != 4 || rounds[2] != 4 || rounds[3] != 4 || rounds[0] != 0 {
+		t.Errorf("events per round %v, want 4 each (marker, invoked, kill, reap)", rounds)
+	}
+	// A round that fails its expectation fails the run, named.
+	sc.Expect["probe:p"] = "== 8"
+	judge(r, sc, "patched", nil)
+	if r.Verdict != results.Fail || len(r.Failures) != 3 || !strings.HasPrefix(r.Failures[1], "round 2: probe:p") {
+		t.Errorf("verdict %s %v", r.Verdict, r.Failures)
+	}
+}
+
+func TestRoundsMachineDies(t *testing.T) {
+	sc := roundsScenario(3)
+	sh := &fakeShell{}
+	ts := roundsSession(t, sc, sh, false, func(ts *testSession, n int) bool {
+		if n != 2 {
+			return false
+		}
+		go func() {
+			ts.fm.print("[   25.000000] Kernel panic - not syncing: Out of memory and no killable processes...")
+			ts.fm.die(errors.New("exit status 1"))
+		}()
+		return true
+	})
+	r, f, err := ts.run(t, context.Background())
+	if err != nil {
+		t.Fatalf("a dead guest is no infrastructure error: %v", err)
+	}
+	if sh.count("kmsg oomlab: stress start t-patched-0 round 3") != 0 || sh.count("census") != 1 || sh.count("ping") != 1 || sh.count("poweroff") != 0 {
+		t.Errorf("calls %v", sh.Calls())
+	}
+	figures(r, sc, ts.events, f)
+	judge(r, sc, "patched", nil)
+	if len(r.Rounds) != 2 {
+		t.Fatalf("%d rounds, want 2", len(r.Rounds))
+	}
+	if r1 := r.Rounds[0]; r1.Verdict != results.Pass || r1.Figures.OOMKills != 1 || !r1.Figures.GuestAlive {
+		t.Errorf("round 1 was not kept: %+v", r1)
+	}
+	r2 := r.Rounds[1]
+	if r2.Figures.ByKind["panic"] != 1 || r2.Figures.GuestAlive || r2.Verdict != results.Fail || r.Rounds[0].Figures.ByKind["panic"] != 0 {
+		t.Errorf("round 2: %+v", r2)
+	}
+	if r.Figures.GuestAlive || r.Verdict != results.Fail || !slices.Contains(r.Failures, "rounds: 2 of 3 ran (the guest died or its agent stopped answering)") {
+		t.Errorf("run: alive %v, verdict %s %v", r.Figures.GuestAlive, r.Verdict, r.Failures)
+	}
+}
+
+func TestRoundFailsToStart(t *testing.T) {
+	sc := roundsScenario(3)
+	sh := &fakeShell{spawnErr: map[string]error{"rthog": errors.New("refused")}, spawnErrFrom: map[string]int{"rthog": 2}}
+	ts := roundsSession(t, sc, sh, false, nil)
+	r, f, err := ts.run(t, context.Background())
+	if err == nil || err.Error() != "round 2: start stressor rt: refused" {
+		t.Fatalf("error %v", err)
+	}
+	if sh.count("kill memhog") != 2 || sh.count("metrics end") != 1 || sh.count("kmsg oomlab: stress start t-patched-0 round 3") != 0 {
+		t.Errorf("calls %v", sh.Calls())
+	}
+	figures(r, sc, ts.events, f)
+	judge(r, sc, "patched", err)
+	if r.Verdict != results.Error || len(r.Rounds) != 2 {
+		t.Fatalf("verdict %s, %d rounds", r.Verdict, len(r.Rounds))
+	}
+	if r.Rounds[0].Verdict != results.Pass || r.Rounds[0].Figures.OOMKills != 1 || len(r.Rounds[0].Stressors) != 3 {
+		t.Errorf("round 1 not kept: %+v", r.Rounds[0])
+	}
+	if r.Rounds[1].Verdict != results.Error || !strings.Contains(r.Rounds[1].Error, "refused") {
+		t.Errorf("round 2: %+v", r.Rounds[1])
+	}
+}
+
+func TestStopWhenOOMReaped(t *testing.T) {
+	sc := stressScenario()
+	sc.StopWhen.OOMReaped = 1
+	sh := &fakeShell{}
+	ts := newTestSession(t, sc, sh)
+	sh.onCall = func(c string) {
+		if c == "spawn rthog" {
+			go ts.fm.print(append(oomKill(7), "[    7.300000] oom_reaper: reaped process 7 (memhog), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB")...)
+		}
+	}
+	// The foreground stressors never end and there is no grace: the reap
+	// ends the round.
+	var st stressed
+	var err error
+	within(t, "the stress phase", func() {
+		st, err = stressPhase(context.Background(), ts.fm, sh, sc, "patched", 1, stressMarker("t", 1), ts.events, time.Hour)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range stopStressors(context.Background(), st.procs, time.Second) {
+		if !e.Running {
+			t.Errorf("%s/%d: ended before the runner stopped it", e.Name, e.Instance)
+		}
+	}
+}
+
+func TestEventLogCountsPerRound(t *testing.T) {
+	l := newEventLog()
+	reap := "[    8.000000] oom_reaper: reaped process 7 (memhog), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB"
+	for _, s := range append([]string{"[    1.000000] " + stressMarker("t", 1)}, append(oomKill(7), reap)...) {
+		l.line([]byte(s))
+	}
+	if l.killCount(1) != 1 || l.reapCount(1) != 1 || l.killCount(2) != 0 || l.reapCount(2) != 0 {
+		t.Errorf("round 1: %d kills %d reaps; round 2 (marker not seen yet): %d %d", l.killCount(1), l.reapCount(1), l.killCount(2), l.reapCount(2))
+	}
+	l.line([]byte("[   10.000000] " + stressMarker("t", 2)))
+	if l.killCount(2) != 0 || l.reapCount(2) != 0 || l.killCount(1) != 0 {
+		t.Errorf("round 2 counts round 1's: %d kills %d reaps", l.killCount(2), l.reapCount(2))
+	}
+}
+
+func TestAssignRounds(t *testing.T) {
+	f := func(x float64) *float64 { return &x }
+	ev := func(k console.Kind, t *float64, round string) console.Event {
+		e := console.Event{Kind: k, Time: t}
+		if round != "" {
+			e.Fields = map[string]string{"round": round}
+		}
+		return e
+	}
+	evs := []console.Event{
+		ev(console.Warning, f(0.5), ""),     // boot: before every marker
+		ev(console.StressStart, f(1), "1"),  // round 1
+		ev(console.OOMKill, f(2), ""),       // 1
+		ev(console.StressStart, f(10), "2"), // 2
+		ev(console.OOMReaped, f(4.2), ""),   // printed late, stamped in round 1
+		ev(console.OOMKill, nil, ""),        // no time: stream order, 2
+		ev(console.OOMKill, f(12), ""),      // 2
+		ev(console.StressStart, f(20), ""),  // no round field: the next, 3
+		ev(console.Panic, f(25), ""),        // 3
+	}
+	got := assignRounds(evs)
+	if want := []int{0, 1, 1, 2, 1, 2, 2, 3, 3}; !slices.Equal(got, want) {
+		t.Errorf("rounds %v, want %v", got, want)
+	}
+	// Markers without timestamps: stream order.
+	for i := range evs {
+		evs[i].Time = nil
+	}
+	if got, want := assignRounds(evs), []int{0, 1, 1, 2, 2, 2, 2, 3, 3}; !slices.Equal(got, want) {
+		t.Errorf("untimed: rounds %v, want %v", got, want)
 	}
 }

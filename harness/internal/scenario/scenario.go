@@ -31,11 +31,17 @@ type Scenario struct {
 	Probes      []Probe    `yaml:"probes"`  // numbers read from the guest after the stress phase
 	Stressors   []Stressor `yaml:"stressors"`
 	StopWhen    StopWhen   `yaml:"stop_when"`
-	Duration    Duration   `yaml:"duration"` // longest stress phase
+	Duration    Duration   `yaml:"duration"` // longest stress phase (of each round)
 	Settle      Duration   `yaml:"settle"`   // quiet time after the stress phase
-	Timeout     Duration   `yaml:"timeout"`  // whole run, boot included
-	Repeats     int        `yaml:"repeats"`
-	Variants    []string   `yaml:"variants"`
+	// Rounds runs the stress phase this many times in the same guest
+	// (default 1): the stressors and actions start afresh, the census and
+	// probes are taken and the stressors stopped in each round, and
+	// RoundSettle passes between rounds. The setup runs once per boot.
+	Rounds      int      `yaml:"rounds"`
+	RoundSettle Duration `yaml:"round_settle"` // quiet time between rounds (default: settle)
+	Timeout     Duration `yaml:"timeout"`      // whole guest run, boot and every round included
+	Repeats     int      `yaml:"repeats"`
+	Variants    []string `yaml:"variants"`
 	// Expect maps a figure to a condition: "== 0", ">= 1", "<= 500", "true".
 	Expect map[string]string `yaml:"expect"`
 	// ExpectVariant adds or overrides conditions for one variant, e.g. the
@@ -121,9 +127,14 @@ func runsOn(variants []string, variant string) bool {
 	return len(variants) == 0 || slices.Contains(variants, variant)
 }
 
-// StopWhen ends the stress phase early.
+// StopWhen ends the stress phase (each round's) early. The counts are
+// of the round's console events.
 type StopWhen struct {
-	OOMKills  int  `yaml:"oom_kills"`  // this many oom_kill events seen
+	OOMKills int `yaml:"oom_kills"` // this many oom_kill events seen (then the foreground stressors get a grace to end)
+	// OOMReaped ends the round as soon as this many "oom_reaper: reaped"
+	// lines are seen: the victim's memory is free, which is what a latency
+	// scenario measures; a starved victim would not end by itself.
+	OOMReaped int  `yaml:"oom_reaped"`
 	AllExited bool `yaml:"all_exited"` // every foreground stressor has ended
 }
 
@@ -243,8 +254,15 @@ func (s *Scenario) defaults() {
 	if s.Settle == 0 {
 		s.Settle = Duration(2 * time.Second)
 	}
-	if s.Timeout == 0 {
-		s.Timeout = Duration(s.Duration.D() + 120*time.Second)
+	if s.Rounds == 0 {
+		s.Rounds = 1
+	}
+	if s.RoundSettle == 0 {
+		s.RoundSettle = s.Settle
+	}
+	if s.Timeout == 0 && s.Rounds >= 1 {
+		// Boot and teardown, and every round at its longest.
+		s.Timeout = Duration(120*time.Second + time.Duration(s.Rounds)*s.Duration.D() + time.Duration(s.Rounds-1)*s.RoundSettle.D())
 	}
 	for i := range s.Stressors {
 		if s.Stressors[i].Count == 0 {
@@ -269,10 +287,19 @@ func (s *Scenario) validate() (string, string) {
 		return "$.guest.memory_mb", fmt.Sprintf("guest.memory_mb %d out of range 64..65536", s.Guest.MemoryMB)
 	case s.Repeats < 1 || s.Repeats > 10000:
 		return "$.repeats", fmt.Sprintf("repeats %d out of range 1..10000", s.Repeats)
+	case s.Rounds < 1 || s.Rounds > 1000:
+		return "$.rounds", fmt.Sprintf("rounds %d out of range 1..1000", s.Rounds)
+	case s.RoundSettle.D() < 0:
+		return "$.round_settle", fmt.Sprintf("round_settle %s must not be negative", s.RoundSettle.D())
 	case s.Duration.D() < 0 || s.Timeout.D() <= s.Duration.D():
 		return "$.timeout", fmt.Sprintf("timeout %s must be longer than duration %s (boot and teardown need time too)", s.Timeout.D(), s.Duration.D())
+	case s.Rounds > 1 && s.Timeout.D() <= time.Duration(s.Rounds)*s.Duration.D():
+		return "$.timeout", fmt.Sprintf("timeout %s is too short for %d rounds of duration %s (%s, plus boot, round settles and teardown): raise timeout, or shorten duration or rounds",
+			s.Timeout.D(), s.Rounds, s.Duration.D(), time.Duration(s.Rounds)*s.Duration.D())
 	case s.StopWhen.OOMKills < 0:
 		return "$.stop_when.oom_kills", "stop_when.oom_kills must be >= 0"
+	case s.StopWhen.OOMReaped < 0:
+		return "$.stop_when.oom_reaped", "stop_when.oom_reaped must be >= 0"
 	}
 	for k := range s.Guest.Sysctls {
 		if !sysctlRE.MatchString(k) {

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"oomlab"
 	"oomlab/harness/internal/metrics"
@@ -49,6 +50,28 @@ func TestParseGood(t *testing.T) {
 	if len(s.Variants) != 2 || s.Repeats != 1 {
 		t.Errorf("defaults: variants %v repeats %d", s.Variants, s.Repeats)
 	}
+	if s.Rounds != 1 || s.RoundSettle != s.Settle {
+		t.Errorf("defaults: rounds %d round_settle %v settle %v", s.Rounds, s.RoundSettle.D(), s.Settle.D())
+	}
+}
+
+func TestRoundsDefaults(t *testing.T) {
+	s, err := Parse("t.yaml", []byte("name: t\nduration: 30s\nsettle: 3s\nrounds: 10\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The default timeout covers every round at its longest, the settles
+	// between them, and boot and teardown.
+	if s.RoundSettle.D() != 3*time.Second || s.Timeout.D() != 120*time.Second+10*30*time.Second+9*3*time.Second {
+		t.Errorf("round_settle %v timeout %v", s.RoundSettle.D(), s.Timeout.D())
+	}
+	s, err = Parse("t.yaml", []byte("name: t\nduration: 30s\nrounds: 10\nround_settle: 1s\ntimeout: 301s\n"))
+	if err != nil {
+		t.Fatalf("a timeout longer than rounds x duration: %v", err)
+	}
+	if s.RoundSettle.D() != time.Second || s.Settle.D() != 2*time.Second {
+		t.Errorf("round_settle %v settle %v", s.RoundSettle.D(), s.Settle.D())
+	}
 }
 
 // TestParseErrors checks that every bad input names file, line and the fix.
@@ -74,6 +97,10 @@ func TestParseErrors(t *testing.T) {
 		{"bad condition", "name: t\nexpect:\n  lockups: about zero\n", "expect.lockups: condition"},
 		{"bad duration", "name: t\nduration: soon\n", "not a duration"},
 		{"timeout too short", "name: t\nduration: 60s\ntimeout: 10s\n", "must be longer than duration"},
+		{"timeout too short for rounds", "name: t\nduration: 30s\nrounds: 10\ntimeout: 150s\n", "t.yaml:4:10: timeout 2m30s is too short for 10 rounds of duration 30s (5m0s"},
+		{"rounds range", "name: t\nrounds: -1\n", "t.yaml:2:9: rounds -1 out of range 1..1000"},
+		{"round_settle negative", "name: t\nround_settle: -1s\n", "t.yaml:2:15: round_settle -1s must not be negative"},
+		{"stop_when reaped", "name: t\nstop_when:\n  oom_reaped: -1\n", "t.yaml:3:15: stop_when.oom_reaped must be >= 0"},
 		{"bad name", "name: Big Name\n", "t.yaml:1:7: name \"Big Name\""},
 		{"bad variant", "name: t\nvariants: [fast]\n", "variant \"fast\""},
 		{"malformed", "name: [t\n", "t.yaml:"},
