@@ -303,3 +303,35 @@ func TestReportJSONHasStatistics(t *testing.T) {
 		t.Errorf("text report lacks the regression:\n%s", out)
 	}
 }
+
+// TestCacheCommand: listing and a dry-run prune of a temporary cache; a bad
+// --max-size is one line naming the flag.
+func TestCacheCommand(t *testing.T) {
+	cache := t.TempDir()
+	for _, k := range []string{"aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"} {
+		os.MkdirAll(filepath.Join(cache, "kernels", k), 0o755)
+		os.WriteFile(filepath.Join(cache, "kernels", k, "bzImage"), bytes.Repeat([]byte{1}, 64<<10), 0o644)
+		os.WriteFile(filepath.Join(cache, "kernels", k, "meta.json"), []byte(`{"key":"`+k+`","variant":"baseline","kernel_release":"6.12-x"}`), 0o644)
+	}
+	stdout, stderr, code := run(t, cache, "cache", "--cache", cache)
+	if code != 0 || !strings.Contains(stdout, "KIND") || !strings.Contains(stdout, "aaaaaaaaaaaa  baseline 6.12-x") {
+		t.Errorf("cache: code %d\n%s%s", code, stdout, stderr)
+	}
+	stdout, stderr, code = run(t, cache, "cache", "prune", "--cache", cache, "--max-size", "0", "--dry-run")
+	if code != 0 || strings.Count(stdout, "would remove kernel") != 2 {
+		t.Errorf("prune --dry-run: code %d\n%s%s", code, stdout, stderr)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(cache, "kernels")); len(ents) != 2 {
+		t.Errorf("dry run removed something: %v", ents)
+	}
+	for _, bad := range []string{"lots", "-5G", "10XB"} {
+		_, stderr, code = run(t, cache, "cache", "prune", "--cache", cache, "--max-size", bad)
+		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "--max-size") {
+			t.Errorf("--max-size %s: code %d, stderr %q", bad, code, stderr)
+		}
+	}
+	stdout, _, code = run(t, cache, "cache", "prune", "--cache", cache, "--max-size", "0")
+	if ents, _ := os.ReadDir(filepath.Join(cache, "kernels")); code != 0 || len(ents) != 0 {
+		t.Errorf("prune: code %d, left %v\n%s", code, ents, stdout)
+	}
+}

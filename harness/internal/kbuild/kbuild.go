@@ -42,6 +42,10 @@ type Options struct {
 	Progress     func(Status) // optional; phase changes and ~1/s while building
 	LogOut       io.Writer    // optional; kbuild's own messages and warnings (default os.Stderr for warnings)
 	AllowInstall bool         // as root, apt-get install the Debian source package if missing
+	// MaxCacheSize bounds the cache: after building, Build prunes least
+	// recently used entries past it. 0 = OOMLAB_CACHE_MAX_SIZE or
+	// DefaultMaxCacheSize; negative = never prune.
+	MaxCacheSize int64
 }
 
 // Fragment is one kconfig fragment ("CONFIG_X=y" / "# CONFIG_X is not set" lines).
@@ -66,6 +70,17 @@ type Result struct {
 	KernelRelease             string
 	SourceID                  string
 	Duration                  time.Duration // unpack+patch+config+make of the build that produced it (also for cache hits)
+
+	release func()
+}
+
+// Release ends the use of the kernel: until then (or until the process
+// exits) its cache entry is locked and no prune removes it.
+func (r *Result) Release() {
+	if r != nil && r.release != nil {
+		r.release()
+		r.release = nil
+	}
 }
 
 // Variants.
@@ -189,7 +204,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		Source: src.ID, Base: o.BaseFile, Variant: o.Variant,
 		Patches: patches, Fragments: o.Fragments, Compiler: gcc,
 	})
-	if r, ok := lookup(b.cache, key); ok {
+	if r, ok := b.useCached(key); ok {
 		b.phase(PhaseCached, r.BzImage)
 		return r, nil
 	}
@@ -204,7 +219,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer unlock()
 	b.work = time.Now()
-	if r, ok := lookup(b.cache, key); ok { // built by someone else meanwhile
+	if r, ok := b.useCached(key); ok { // built by someone else meanwhile
 		b.phase(PhaseCached, r.BzImage)
 		return r, nil
 	}
@@ -227,8 +242,69 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if release, ok, err := HoldEntry(kernelDir(b.cache, key)); err == nil && ok {
+		res.release = release
+	}
+	// Record the use of everything this build used, and keep it.
+	objName := objDirName(b.o.Fragments, gcc)
+	used := []string{kernelDir(b.cache, key), filepath.Join(b.cache, "ccache"), filepath.Join(tree, objName)}
+	if src.Tarball != "" {
+		used = append(used, src.Tree, filepath.Join(src.Tree, objName))
+	}
+	if tree != src.Tree {
+		used = append(used, tree)
+	}
+	for _, u := range used {
+		if _, err := os.Stat(u); err == nil {
+			touchUsed(u)
+		}
+	}
+	b.autoPrune(used)
 	b.phase(PhaseDone, res.BzImage)
 	return res, nil
+}
+
+// useCached returns the cached kernel for key, holding its entry (see
+// HoldEntry) so that it is not pruned while in use.
+func (b *builder) useCached(key string) (*Result, bool) {
+	if _, ok := lookup(b.cache, key); !ok {
+		return nil, false
+	}
+	release, ok, err := HoldEntry(kernelDir(b.cache, key))
+	if err != nil || !ok {
+		return nil, false
+	}
+	r, ok := lookup(b.cache, key) // as it is now that it is held
+	if !ok {
+		release()
+		return nil, false
+	}
+	r.release = release
+	return r, true
+}
+
+// autoPrune prunes the cache past its bound after a build (the caller
+// holds build.lock), keeping what the build used, and says so in one line.
+func (b *builder) autoPrune(keep []string) {
+	bound := b.o.MaxCacheSize
+	if bound == 0 {
+		var err error
+		if bound, err = MaxCacheSize(); err != nil {
+			b.warnf("%v; not pruning the cache", err)
+			return
+		}
+	}
+	if bound < 0 {
+		return
+	}
+	res, err := Prune(b.cache, PruneOptions{MaxSize: bound, HoldsBuildLock: true, Keep: keep})
+	if err != nil {
+		b.warnf("pruning the cache: %v", err)
+		return
+	}
+	if res.Before > bound {
+		b.notef("%s", res.Summary())
+	}
 }
 
 func (b *builder) identify(ctx context.Context) (*source, error) {
@@ -282,6 +358,15 @@ func (b *builder) logf(format string, args ...any) {
 }
 
 func (b *builder) logRaw(p []byte) { b.log.Write(p) }
+
+// notef is an informational line that always reaches a human.
+func (b *builder) notef(format string, args ...any) {
+	w := b.o.LogOut
+	if w == nil {
+		w = os.Stderr
+	}
+	fmt.Fprintf(w, "kbuild: "+format+"\n", args...)
+}
 
 // warnf always reaches a human: to LogOut when set, else stderr.
 func (b *builder) warnf(format string, args ...any) {
