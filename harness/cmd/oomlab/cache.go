@@ -80,7 +80,13 @@ func cacheDir(flag string) string {
 }
 
 func printInventory(w io.Writer, inv *kbuild.Inventory) {
-	fmt.Fprintf(w, "cache %s: %s on disk (hard links counted once)\n", inv.Root, kbuild.FormatSize(inv.Total))
+	bound := "bound " + kbuild.FormatSize(kbuild.DefaultMaxCacheSize)
+	if n, err := kbuild.MaxCacheSize(); err == nil && n >= 0 {
+		bound = "bound " + kbuild.FormatSize(n)
+	} else if err == nil {
+		bound = "builds do not prune ($" + kbuild.MaxCacheSizeEnv + "=off)"
+	}
+	fmt.Fprintf(w, "cache %s: %s on disk (hard links counted once); %s\n", inv.Root, kbuild.FormatSize(inv.Total), bound)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tSIZE\tFREES\tLAST USED\tNAME")
 	for _, e := range inv.Entries {

@@ -163,32 +163,35 @@ func ScanCache(cache string) (*Inventory, error) {
 	}
 
 	// Sizes: walk everything once; a path belongs to the deepest entry
-	// containing it.
-	owner := map[string]*Entry{}
+	// containing it. Entries are walked in parallel (a cache holds
+	// hundreds of thousands of files), then accounted in order.
+	owner := map[string]bool{}
 	for _, e := range inv.Entries {
-		owner[e.Path] = e
+		owner[e.Path] = true
 	}
-	var walk func(dir string, e *Entry)
-	walk = func(dir string, e *Entry) {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			return
+	roots := append([]*Entry{nil}, inv.Entries...)
+	stats := make([][]fileStat, len(roots))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, e := range roots {
+		root := cache
+		if e != nil {
+			root = e.Path
 		}
-		for _, d := range ents {
-			p := filepath.Join(dir, d.Name())
-			if o, ok := owner[p]; ok {
-				inv.account(o, p)
-				walk(p, o)
-				continue
-			}
-			inv.account(e, p)
-			if d.IsDir() {
-				walk(p, e)
-			}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			stats[i] = walkStats(root, owner)
+		}()
+	}
+	wg.Wait()
+	for i, e := range roots {
+		for _, f := range stats[i] {
+			inv.account(e, f)
 		}
 	}
-	inv.account(nil, cache)
-	walk(cache, nil)
 	for _, e := range inv.Entries {
 		for id := range e.inodes {
 			e.Size += inv.inodes[id].size
@@ -208,26 +211,54 @@ func ScanCache(cache string) (*Inventory, error) {
 	return inv, nil
 }
 
-// account adds path (not following symlinks) to e (nil: the cache itself).
-func (inv *Inventory) account(e *Entry, path string) {
-	st, err := os.Lstat(path)
-	if err != nil {
-		return
+type fileStat struct {
+	id    inodeID
+	size  int64
+	nlink int
+}
+
+// walkStats lstats root and everything under it, not descending into
+// other entries (paths in skip).
+func walkStats(root string, skip map[string]bool) []fileStat {
+	var out []fileStat
+	var walk func(p string, isDir bool)
+	walk = func(p string, isDir bool) {
+		st, err := os.Lstat(p)
+		if err != nil {
+			return
+		}
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			out = append(out, fileStat{inodeID{uint64(sys.Dev), sys.Ino}, sys.Blocks * 512, int(sys.Nlink)})
+		}
+		if !isDir {
+			return
+		}
+		ents, err := os.ReadDir(p)
+		if err != nil {
+			return
+		}
+		for _, d := range ents {
+			c := filepath.Join(p, d.Name())
+			if !skip[c] {
+				walk(c, d.IsDir())
+			}
+		}
 	}
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	if !ok {
-		return
-	}
-	id := inodeID{uint64(sys.Dev), sys.Ino}
-	in := inv.inodes[id]
+	walk(root, true)
+	return out
+}
+
+// account adds one file to e (nil: the cache itself).
+func (inv *Inventory) account(e *Entry, f fileStat) {
+	in := inv.inodes[f.id]
 	if in == nil {
-		in = &inodeInfo{size: sys.Blocks * 512, nlink: int(sys.Nlink)}
-		inv.inodes[id] = in
+		in = &inodeInfo{size: f.size, nlink: f.nlink}
+		inv.inodes[f.id] = in
 		inv.Total += in.size
 	}
 	in.inCache++
 	if e != nil {
-		e.inodes[id]++
+		e.inodes[f.id]++
 	}
 }
 
@@ -325,6 +356,9 @@ func (r *PruneResult) Freed() int64 {
 func Prune(cache string, o PruneOptions) (*PruneResult, error) {
 	if o.MaxSize < 0 {
 		return nil, fmt.Errorf("negative cache bound %d", o.MaxSize)
+	}
+	if _, err := os.Stat(cache); err != nil {
+		return nil, fmt.Errorf("cache %s: %v", cache, cause(err))
 	}
 	res := &PruneResult{MaxSize: o.MaxSize, DryRun: o.DryRun}
 	buildFree := o.HoldsBuildLock
