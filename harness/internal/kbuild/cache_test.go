@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -363,5 +365,47 @@ func TestCacheHitHoldsAndBuildPrunes(t *testing.T) {
 	b.autoPrune(nil)
 	if log.Len() != 0 {
 		t.Errorf("within the bound: %q", log.String())
+	}
+}
+
+// Another process holding a kernel (flock(1) standing in for a running
+// oomlab run) protects it just the same.
+func TestPruneSkipsKernelHeldByAnotherProcess(t *testing.T) {
+	flock, err := exec.LookPath("flock")
+	if err != nil {
+		t.Skip("flock(1) not installed")
+	}
+	f := newFakeCache(t)
+	k := f.kernel("k-run", "baseline", 64*kib, time.Hour)
+	cmd := exec.Command(flock, "--shared", "--close", k, "sh", "-c", "echo held; sleep 30")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Wait()
+		}
+	}
+	defer stop()
+	buf := make([]byte, 5)
+	if _, err := out.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Prune(f.root, PruneOptions{MaxSize: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Removed) != 0 || len(res.Skipped) != 1 || res.Skipped[0].Reason != "in use" {
+		t.Errorf("removed %v, skipped %+v", removedNames(res), res.Skipped)
+	}
+	stop()
+	res, _ = Prune(f.root, PruneOptions{MaxSize: 0})
+	if len(res.Removed) != 1 {
+		t.Errorf("after the holder exited: removed %v", removedNames(res))
 	}
 }
