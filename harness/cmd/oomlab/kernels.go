@@ -214,6 +214,9 @@ func (b *buildProgress) done(res *kbuild.Result, err error) {
 			how = "cache hit"
 		}
 		fmt.Fprintf(os.Stderr, "kernel %s: %s %s (%s)\n", b.variant, res.KernelRelease, how, res.BzImage)
+		if res.Pruned != "" {
+			fmt.Fprintln(os.Stderr, res.Pruned)
+		}
 	}
 }
 

@@ -336,7 +336,7 @@ func TestCacheHitHoldsAndBuildPrunes(t *testing.T) {
 	f.kernel("k-hit", "patched", 256*kib, 2*time.Hour)
 	f.kernel("k-built", "patched:1", 256*kib, time.Hour)
 	var log strings.Builder
-	b := &builder{cache: f.root, o: Options{LogOut: &log, MaxCacheSize: 300 * kib}}
+	b := &builder{cache: f.root, log: &log, o: Options{LogOut: &log, MaxCacheSize: 300 * kib}}
 	r, ok := b.useCached("k-hit")
 	if !ok {
 		t.Fatal("no cache hit")
@@ -345,7 +345,10 @@ func TestCacheHitHoldsAndBuildPrunes(t *testing.T) {
 		t.Error("a cache hit did not record the use")
 	}
 	f.used("kernels/k-hit", 4*time.Hour) // oldest now: only the lock protects it
-	b.autoPrune([]string{filepath.Join(f.root, "kernels/k-built")})
+	line := b.autoPrune([]string{filepath.Join(f.root, "kernels/k-built")})
+	if strings.TrimSpace(log.String()) != line || strings.Contains(line, "\n") {
+		t.Errorf("returned %q, logged %q: want the same one line", line, log.String())
+	}
 	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
 	if len(lines) != 1 || !strings.Contains(lines[0], "removed kernel k-old (baseline 6.12-oomlab-baseline)") ||
 		!strings.Contains(lines[0], "freeing 2") || !strings.Contains(lines[0], "in use kept") {
@@ -362,8 +365,7 @@ func TestCacheHitHoldsAndBuildPrunes(t *testing.T) {
 	}
 	// Within the bound a build says nothing.
 	log.Reset()
-	b.autoPrune(nil)
-	if log.Len() != 0 {
+	if line := b.autoPrune(nil); log.Len() != 0 || line != "" {
 		t.Errorf("within the bound: %q", log.String())
 	}
 }

@@ -70,6 +70,10 @@ type Result struct {
 	KernelRelease             string
 	SourceID                  string
 	Duration                  time.Duration // unpack+patch+config+make of the build that produced it (also for cache hits)
+	// Pruned is one line saying what the build pruned from the cache past
+	// its bound (see Options.MaxCacheSize), or "" when it was within it.
+	// It is also written to LogOut.
+	Pruned string
 
 	release func()
 }
@@ -259,7 +263,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 			touchUsed(u)
 		}
 	}
-	b.autoPrune(used)
+	res.Pruned = b.autoPrune(used)
 	b.phase(PhaseDone, res.BzImage)
 	return res, nil
 }
@@ -284,27 +288,30 @@ func (b *builder) useCached(key string) (*Result, bool) {
 }
 
 // autoPrune prunes the cache past its bound after a build (the caller
-// holds build.lock), keeping what the build used, and says so in one line.
-func (b *builder) autoPrune(keep []string) {
+// holds build.lock), keeping what the build used, and says so in one line
+// (returned, and written to LogOut).
+func (b *builder) autoPrune(keep []string) string {
 	bound := b.o.MaxCacheSize
 	if bound == 0 {
 		var err error
 		if bound, err = MaxCacheSize(); err != nil {
 			b.warnf("%v; not pruning the cache", err)
-			return
+			return ""
 		}
 	}
 	if bound < 0 {
-		return
+		return ""
 	}
 	res, err := Prune(b.cache, PruneOptions{MaxSize: bound, HoldsBuildLock: true, Keep: keep})
 	if err != nil {
 		b.warnf("pruning the cache: %v", err)
-		return
+		return ""
 	}
-	if res.Before > bound {
-		b.notef("%s", res.Summary())
+	if res.Before <= bound {
+		return ""
 	}
+	b.logf("%s", res.Summary())
+	return "kbuild: " + res.Summary()
 }
 
 func (b *builder) identify(ctx context.Context) (*source, error) {
@@ -358,15 +365,6 @@ func (b *builder) logf(format string, args ...any) {
 }
 
 func (b *builder) logRaw(p []byte) { b.log.Write(p) }
-
-// notef is an informational line that always reaches a human.
-func (b *builder) notef(format string, args ...any) {
-	w := b.o.LogOut
-	if w == nil {
-		w = os.Stderr
-	}
-	fmt.Fprintf(w, "kbuild: "+format+"\n", args...)
-}
 
 // warnf always reaches a human: to LogOut when set, else stderr.
 func (b *builder) warnf(format string, args ...any) {
