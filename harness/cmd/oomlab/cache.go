@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"text/tabwriter"
 
@@ -23,7 +26,12 @@ func newCacheCmd() *cobra.Command {
 			"building (bound: $" + kbuild.MaxCacheSizeEnv + ", default 10GiB, 'off' to disable).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, err := kbuild.ScanCache(cacheDir(cache))
+			dir := cacheDir(cache)
+			if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+				fmt.Fprintf(cmd.OutOrStdout(), "cache %s: empty (no such directory)\n", dir)
+				return nil
+			}
+			inv, err := kbuild.ScanCache(dir)
 			if err != nil {
 				return &exitError{2, err}
 			}
