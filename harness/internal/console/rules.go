@@ -97,6 +97,16 @@ var rules = []rule{
 	{kind: TaskExit, needle: "oomlab-agent: exit",
 		re: re(`^oomlab-agent: exit pid=(?P<pid>\d+) comm=(?P<comm>\S*) (?:signal=(?P<signal>[A-Z0-9]+)|status=(?P<status>\d+))$`)},
 
+	// oomlab's stressors: "oomlab: mark <name> key=value ...".
+	{kind: Marker, needle: "oomlab: mark ",
+		re:    re(`^oomlab: mark (?P<name>[a-z0-9_]+)(?P<_kv>(?: [a-z0-9_]+=\S*)*)\s*$`),
+		build: buildMarker},
+
+	// kernel/power/process.c try_to_freeze_tasks(): the freezer gave up
+	// (suspend, hibernation, PM test mode).
+	{kind: FreezeFailed, needle: "Freezing ",
+		re: re(`^Freezing (?:of )?(?P<what>tasks|user space processes|remaining freezable tasks) (?P<outcome>failed|aborted)`)},
+
 	// kernel/watchdog.c watchdog_timer_fn(), all versions.
 	{kind: SoftLockup, needle: "soft lockup",
 		re: re(`^` + watchdogPrefix + `BUG: soft lockup - CPU#(?P<cpu>\d+) stuck for (?P<stuck_seconds>\d+)s! \[(?P<comm>.*):(?P<pid>\d+)\]`)},

@@ -206,7 +206,10 @@ func (f Figures) Value(name string) (float64, bool) {
 		}
 		return *f.FirstKillSeconds, true
 	}
-	return 0, false
+	// The cost-side figures (cost.go) live in Extra until the figure
+	// table takes them over.
+	v, ok := f.Extra[name]
+	return v, ok
 }
 
 // Quantile returns the q-quantile of xs (nearest rank, xs unsorted).

@@ -235,6 +235,7 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 		events.mu.Lock()
 		r.Events = events.events
 		r.Figures = metrics.Compute(events.events, events.stressStart)
+		cost := metrics.Cost(events.events)
 		events.mu.Unlock()
 		r.Figures.GuestAlive = alive
 		r.Figures.BootSeconds = boot.Seconds()
@@ -243,6 +244,9 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 		r.Figures.Extra = stressorFigures(sc, r.Stressors)
 		for k, v := range probed {
 			r.Figures.Extra["probe:"+k] = v
+		}
+		for k, v := range cost {
+			r.Figures.Extra[k] = v
 		}
 	}()
 

@@ -17,6 +17,8 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/parser"
+
+	"oomlab/harness/internal/metrics"
 )
 
 // Scenario is one scenario file.
@@ -163,6 +165,13 @@ var Figures = map[string]string{
 	"oom_to_freed_p95_ms": "95th percentile of time from OOM invocation to memory freed",
 	"first_kill_s":        "seconds from stress start to the first OOM kill",
 	"kill_to_exit_max_ms": "longest time from a stressor's OOM kill to its exit (the agent reaped it), over the victims that exited",
+}
+
+// The cost-side figures (metrics.Cost) can be named like the others.
+func init() {
+	for k, v := range metrics.CostFigures {
+		Figures[k] = v
+	}
 }
 
 // FigureFamilies are figures named by a prefix, a colon and a name the
