@@ -43,11 +43,16 @@ int main(int argc, char **argv)
 	int fd, err = 0;
 	ssize_t n;
 
-	/* FILE VALUE are the last two arguments; options come before. */
-	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
+	/*
+	 * FILE VALUE are the last two arguments, options come before. When
+	 * the tail does not look like FILE VALUE, parse_opts sees everything
+	 * (--help, an unknown option, a missing value) and, if it all parses,
+	 * the usage is printed.
+	 */
+	if (argc < 3 || argv[argc - 1][0] == '-' || argv[argc - 2][0] == '-') {
 		parse_opts(argc, argv, opts, usage);
-	if (argc < 3 || argv[argc - 2][0] == '-')
 		die_usage(argv[0], usage);
+	}
 	path = argv[argc - 2];
 	val = argv[argc - 1];
 	parse_opts(argc - 2, argv, opts, usage);

@@ -13,21 +13,21 @@ import (
 
 // CostFigures names the cost-side figures Cost computes, with their docs.
 var CostFigures = map[string]string{
-	"futex_waiters":            "robust-mutex waiters that blocked on a mutex held by the victim ('mark robust_waiting')",
-	"futex_waiters_released":   "of those, the ones that got EOWNERDEAD",
-	"futex_waiters_hung":       "of those, the ones never released by the end of the run (timed out, or still blocked)",
-	"futex_release_max_ms":     "longest time from the mutex owner's OOM kill to a waiter's EOWNERDEAD (kernel clock)",
-	"oom_lock_hold_max_ms":     "longest 'invoked oom-killer' -> last 'Killed process' line of the same OOM event, all printed under oom_lock",
-	"oom_lock_hold_p50_ms":     "median of the same over the OOM events that killed",
-	"direct_reaps":             "reaps done by an allocating task under oom_lock (', direct by ...'); their hold time is not on the console",
-	"kill_to_reaped_max_ms":    "longest time from a victim's 'Killed process' line to its reap (OOM reaper or direct)",
-	"reap_left_max_kb":         "most memory (anon+file+shmem rss) a reap left behind in a victim: what the reaper cannot free",
-	"oom_rounds":               "oomloop rounds ('mark oom_round'): memcg OOMs of a bystander cgroup",
-	"oom_round_max_ms":         "longest oomloop round (fork -> child OOM-killed -> reaped by the parent)",
-	"oom_round_p50_ms":         "median oomloop round",
-	"timed_write_max_ms":       "longest timedwrite write ('mark timed_write'), e.g. freeze to /sys/power/state (with pm_test=freezer it includes the 5 s test delay)",
-	"timed_write_failed":       "timedwrite writes that failed (errno != 0), e.g. EBUSY: the freeze or oom_killer_disable() failed",
-	"freeze_failed":            "'Freezing ... failed/aborted' lines of the PM freezer",
+	"futex_waiters":          "robust-mutex waiters that blocked on a mutex held by the victim ('mark robust_waiting')",
+	"futex_waiters_released": "of those, the ones that got EOWNERDEAD",
+	"futex_waiters_hung":     "of those, the ones never released by the end of the run (timed out, or still blocked)",
+	"futex_release_max_ms":   "longest time from the mutex owner's OOM kill to a waiter's EOWNERDEAD (kernel clock)",
+	"oom_lock_hold_max_ms":   "longest 'invoked oom-killer' -> last 'Killed process' line of the same OOM event, all printed under oom_lock",
+	"oom_lock_hold_p50_ms":   "median of the same over the OOM events that killed",
+	"direct_reaps":           "reaps done by an allocating task under oom_lock (', direct by ...'); their hold time is not on the console",
+	"kill_to_reaped_max_ms":  "longest time from a victim's 'Killed process' line to its reap (OOM reaper or direct)",
+	"reap_left_max_kb":       "most memory (anon+file+shmem rss) a reap left behind in a victim: what the reaper cannot free",
+	"oom_rounds":             "oomloop rounds ('mark oom_round'): memcg OOMs of a bystander cgroup",
+	"oom_round_max_ms":       "longest oomloop round (fork -> child OOM-killed -> reaped by the parent)",
+	"oom_round_p50_ms":       "median oomloop round",
+	"timed_write_max_ms":     "longest timedwrite write ('mark timed_write'), e.g. freeze to /sys/power/state (with pm_test=freezer it includes the 5 s test delay)",
+	"timed_write_failed":     "timedwrite writes that failed (errno != 0), e.g. EBUSY: the freeze or oom_killer_disable() failed",
+	"freeze_failed":          "'Freezing ... failed/aborted' lines of the PM freezer",
 }
 
 // Cost computes the cost-side figures of one run. Counts are always

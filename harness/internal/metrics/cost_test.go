@@ -31,7 +31,7 @@ func TestRobustFutex(t *testing.T) {
 		"[    9.100000] Out of memory: Killed process 70 (robustmutex) total-vm:1000kB, anon-rss:900kB, file-rss:0kB, shmem-rss:4kB, UID:0 pgtables:8kB oom_score_adj:1000",
 		"[    9.700000] oomlab: mark robust_released pid=80 owner=70 result=owner_died",
 		"[    9.800000] oomlab: mark robust_released pid=80 owner=70 result=owner_died", // counted once
-		"[   12.000000] oomlab: mark robust_released pid=81 owner=70 result=acquired",  // not EOWNERDEAD: hung
+		"[   12.000000] oomlab: mark robust_released pid=81 owner=70 result=acquired",   // not EOWNERDEAD: hung
 		"[   12.000000] oomlab: mark robust_released pid=99 owner=70 result=owner_died", // never waited
 	)
 	r := RobustFutex(ev)
