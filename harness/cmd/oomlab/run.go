@@ -29,6 +29,10 @@ var sets = map[string][]string{
 	"patches": {"rt-idle-handoff", "exit-mmap-starved", "tetsuo-rt-idle", "frozen-threadgroup",
 		"clone-vm-sharers", "oom-score-adj-consistency", "vfork-parent", "memcg-oom-group"},
 	"selftest": {"detector-selftest", "detector-hardlockup"},
+	// cost: what a faster OOM path may break or slow down for everybody
+	// else (issue #12); a patched variant worse than baseline fails.
+	"cost": {"robust-futex-waiter", "robust-futex-waiter-starved", "memcg-storm",
+		"shmem-victim", "oom-lock-hold", "suspend-with-victim"},
 }
 
 func newRunCmd() *cobra.Command {
