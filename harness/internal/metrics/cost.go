@@ -17,7 +17,7 @@ var CostFigures = map[string]string{
 	"futex_waiters_released": "of those, the ones that got EOWNERDEAD",
 	"futex_waiters_hung":     "of those, the ones never released by the end of the run (timed out, or still blocked)",
 	"futex_release_max_ms":   "longest time from the mutex owner's OOM kill to a waiter's EOWNERDEAD (kernel clock)",
-	"oom_lock_hold_max_ms":   "longest 'invoked oom-killer' -> last 'Killed process' line of the same OOM event, all printed under oom_lock",
+	"oom_lock_hold_max_ms":   "longest 'invoked oom-killer' -> first 'Killed process' line of the same OOM event, both printed under oom_lock",
 	"oom_lock_hold_p50_ms":   "median of the same over the OOM events that killed",
 	"direct_reaps":           "reaps done by an allocating task under oom_lock (', direct by ...'); their hold time is not on the console",
 	"kill_to_reaped_max_ms":  "longest time from a victim's 'Killed process' line to its reap (OOM reaper or direct)",
@@ -123,32 +123,27 @@ func RobustFutex(events []console.Event) RobustFutexResult {
 
 // OOMLockHoldMs returns, per OOM event that killed, the time from its
 // "invoked oom-killer" line (printed right after oom_lock is taken) to its
-// last "Killed process" line (a memory.oom.group kills several), all
-// printed under oom_lock. Events with no kill line, or no timestamps, are
-// left out. The reaper's "reaped" lines come from the oom_reaper kthread
-// and a direct reap happens in a later out_of_memory() call, so neither is
-// part of the invocation's hold.
+// first "Killed process" line, both printed under oom_lock (a lower bound
+// of the hold). Later kill lines are not counted: a memory.oom.group's
+// members and the kill of a rate-limited event (which prints no
+// invocation line) look alike on the console. Invocations with no kill
+// line, or without timestamps, are left out. The oom_reaper's "reaped"
+// lines come from its kthread and a direct reap happens in a later
+// out_of_memory() call, so neither is part of the invocation's hold.
 func OOMLockHoldMs(events []console.Event) []float64 {
 	var out []float64
-	var start, last *float64
-	flush := func() {
-		if start != nil && last != nil {
-			out = append(out, (*last-*start)*1000)
-		}
-		start, last = nil, nil
-	}
+	var start *float64
 	for _, e := range events {
 		switch e.Kind {
 		case console.OOMInvoked:
-			flush()
 			start = e.Time
 		case console.OOMKill:
 			if start != nil && e.Time != nil {
-				last = e.Time
+				out = append(out, (*e.Time-*start)*1000)
 			}
+			start = nil
 		}
 	}
-	flush()
 	return out
 }
 

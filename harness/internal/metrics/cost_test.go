@@ -70,7 +70,8 @@ func TestOOMLockHold(t *testing.T) {
 		"[   10.200000] "+kill70,
 		// The oom_reaper kthread, not under the lock.
 		"[   12.300000] oom_reaper: reaped process 70 (idlevictim), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB",
-		// A memory.oom.group event: three kills under one hold.
+		// A memory.oom.group event: three kills, the hold ends at the
+		// first (the others look like a rate-limited event's kill).
 		"[   20.000000] "+invoked,
 		"[   20.100000] Memory cgroup out of memory: Killed process 71 (memhog) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:8kB oom_score_adj:0",
 		"[   20.150000] Memory cgroup out of memory: Killed process 72 (memhog) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:8kB oom_score_adj:0",
@@ -81,7 +82,7 @@ func TestOOMLockHold(t *testing.T) {
 		"[   31.010000] "+kill70,
 	)
 	h := OOMLockHoldMs(ev)
-	want := []float64{200, 400, 10}
+	want := []float64{200, 100, 10}
 	if len(h) != len(want) {
 		t.Fatalf("holds %v, want %v", h, want)
 	}
@@ -91,12 +92,26 @@ func TestOOMLockHold(t *testing.T) {
 		}
 	}
 	m := Cost(ev)
-	if !near(m["oom_lock_hold_max_ms"], 400) || !near(m["oom_lock_hold_p50_ms"], 200) {
+	if !near(m["oom_lock_hold_max_ms"], 200) || !near(m["oom_lock_hold_p50_ms"], 100) {
 		t.Errorf("figures %v", m)
 	}
 	// Kill line at 31.01 of pid 70 again: the first kill counts.
 	if k := KillToReapedMs(ev); len(k) != 1 || !near(k[0], 2100) {
 		t.Errorf("kill->reaped %v, want [2100]", k)
+	}
+}
+
+func TestOOMLockHoldRateLimited(t *testing.T) {
+	// The second event's dump was rate limited: no invocation line, so
+	// its kill must not extend the first event's hold.
+	h := OOMLockHoldMs(parse(t,
+		"[ 12.20] oomloop invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=1000",
+		"[ 12.23] Memory cgroup out of memory: Killed process 98 (oomloop) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:8kB oom_score_adj:1000",
+		"[ 12.24] oomlab: mark oom_round ms=107.8 killed=1 round=10",
+		"[ 12.63] Memory cgroup out of memory: Killed process 99 (oomloop) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:8kB oom_score_adj:1000",
+	))
+	if len(h) != 1 || !near(h[0], 30) {
+		t.Errorf("holds %v, want [30]", h)
 	}
 }
 
