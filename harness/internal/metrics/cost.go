@@ -25,7 +25,7 @@ var CostFigures = map[string]string{
 	"oom_rounds":             "oomloop rounds ('mark oom_round'): memcg OOMs of a bystander cgroup",
 	"oom_round_max_ms":       "longest oomloop round (fork -> child OOM-killed -> reaped by the parent)",
 	"oom_round_p50_ms":       "median oomloop round",
-	"timed_write_max_ms":     "longest timedwrite write ('mark timed_write'), e.g. freeze to /sys/power/state (with pm_test=freezer it includes the 5 s test delay)",
+	"timed_write_max_ms":     "longest timedwrite write ('mark timed_write'), e.g. freeze to /sys/power/state (with pm_test=freezer: freeze, the pm_test_delay, thaw)",
 	"timed_write_failed":     "timedwrite writes that failed (errno != 0), e.g. EBUSY: the freeze or oom_killer_disable() failed",
 	"freeze_failed":          "'Freezing ... failed/aborted' lines of the PM freezer",
 }
