@@ -25,6 +25,7 @@ var CostFigures = map[string]string{
 	"oom_rounds":             "oomloop rounds ('mark oom_round'): memcg OOMs of a bystander cgroup",
 	"oom_round_max_ms":       "longest oomloop round (fork -> child OOM-killed -> reaped by the parent)",
 	"oom_round_p50_ms":       "median oomloop round",
+	"oom_round_at_reap_ms":   "longest oomloop round in progress when a victim's reap line was printed (a direct reap zaps under oom_lock, the oom_reaper does not)",
 	"timed_write_max_ms":     "longest timedwrite write ('mark timed_write'), e.g. freeze to /sys/power/state (with pm_test=freezer: freeze, the pm_test_delay, thaw)",
 	"timed_write_failed":     "timedwrite writes that failed (errno != 0), e.g. EBUSY: the freeze or oom_killer_disable() failed",
 	"freeze_failed":          "'Freezing ... failed/aborted' lines of the PM freezer",
@@ -57,6 +58,9 @@ func Cost(events []console.Event) map[string]float64 {
 	if len(rounds) > 0 {
 		m["oom_round_max_ms"] = Quantile(rounds, 1)
 		m["oom_round_p50_ms"] = Quantile(rounds, 0.5)
+	}
+	if r := RoundsAtReapMs(events); len(r) > 0 {
+		m["oom_round_at_reap_ms"] = Quantile(r, 1)
 	}
 	if w := MarkerValues(events, "timed_write", "ms"); len(w) > 0 {
 		m["timed_write_max_ms"] = Quantile(w, 1)
@@ -203,6 +207,33 @@ func ReapLeftMaxKB(events []console.Event) (float64, bool) {
 		}
 	}
 	return best, ok
+}
+
+// RoundsAtReapMs returns the length of every oomloop round ("mark
+// oom_round ms=M", printed when the round ended, so it spans [t-M, t]) that
+// was in progress when an "oom_reaper: reaped" line (either reaper) was
+// printed: the bystander OOMs that overlapped a reap.
+func RoundsAtReapMs(events []console.Event) []float64 {
+	var reaps []float64
+	for _, e := range events {
+		if e.Kind == console.OOMReaped && e.Time != nil {
+			reaps = append(reaps, *e.Time)
+		}
+	}
+	var out []float64
+	for _, e := range markers(events, "oom_round") {
+		ms, err := strconv.ParseFloat(e.Fields["ms"], 64)
+		if err != nil || e.Time == nil {
+			continue
+		}
+		for _, t := range reaps {
+			if t <= *e.Time && t >= *e.Time-ms/1000 {
+				out = append(out, ms)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // MarkerValues returns the numeric field of every marker of that name

@@ -163,6 +163,26 @@ func TestMarkerFigures(t *testing.T) {
 	}
 }
 
+func TestRoundsAtReap(t *testing.T) {
+	ev := parse(t,
+		"[ 10.00] oomlab: mark oom_round ms=100 killed=1 round=1", // 9.9-10.0
+		"[ 10.90] oom_reaper: reaped process 70 (idlevictim), now anon-rss:0kB, file-rss:0kB, shmem-rss:8kB, direct by 92 (memhog) after 120ms",
+		"[ 11.00] oomlab: mark oom_round ms=300 killed=1 round=2",  // 10.7-11.0: overlaps
+		"[ 11.50] oomlab: mark oom_round ms=1000 killed=1 round=3", // 10.5-11.5: overlaps
+		"[ 12.00] oomlab: mark oom_round ms=400 killed=1 round=4",  // 11.6-12.0
+	)
+	r := RoundsAtReapMs(ev)
+	if len(r) != 2 || r[0] != 300 || r[1] != 1000 {
+		t.Errorf("rounds at reap %v, want [300 1000]", r)
+	}
+	if m := Cost(ev); m["oom_round_at_reap_ms"] != 1000 {
+		t.Errorf("oom_round_at_reap_ms = %v", m["oom_round_at_reap_ms"])
+	}
+	if r := RoundsAtReapMs(ev[:1]); len(r) != 0 {
+		t.Errorf("no reap, rounds %v", r)
+	}
+}
+
 func TestValueFallsBackToExtra(t *testing.T) {
 	f := Figures{Extra: map[string]float64{"futex_waiters_hung": 1}}
 	if v, ok := f.Value("futex_waiters_hung"); !ok || v != 1 {
