@@ -10,10 +10,13 @@
  * give it --oom-score-adj 1000): once OOM-killed it can only release its
  * memory when it gets CPU time, or when someone reaps its address space.
  *
- *   idlevictim --mb N [--cpu N] [--chunk-mb N] [--oom-score-adj N]
- *              [--hold | --spin] [--nice-only]
+ *   idlevictim --mb N [--shmem-mb N] [--cpu N] [--chunk-mb N]
+ *              [--oom-score-adj N] [--hold | --spin] [--nice-only]
  *
  * --mb N             memory to allocate and touch (required)
+ * --shmem-mb N       of which this much is shared anonymous memory
+ *                    (MAP_SHARED | MAP_ANONYMOUS: shmem, which the OOM
+ *                    reaper cannot free; only the victim's exit does)
  * --cpu N            pin to this CPU after allocating (default: no pinning)
  * --chunk-mb N       mmap granularity (default 4)
  * --oom-score-adj N  write N to /proc/self/oom_score_adj first
@@ -30,14 +33,15 @@
 #include "stressor.h"
 
 static const char usage[] =
-	"--mb N [--cpu N] [--chunk-mb N] [--oom-score-adj N] [--hold | --spin] [--nice-only]";
+	"--mb N [--shmem-mb N] [--cpu N] [--chunk-mb N] [--oom-score-adj N] [--hold | --spin] [--nice-only]";
 
 int main(int argc, char **argv)
 {
-	long mb = -1, cpu = -1, chunk_mb = 4, adj = OPT_UNSET;
+	long mb = -1, shmem_mb = 0, cpu = -1, chunk_mb = 4, adj = OPT_UNSET;
 	long hold = 0, nice_only = 0;
 	const struct opt opts[] = {
 		{ "--mb", OPT_MB, &mb, 1, LONG_MAX },
+		{ "--shmem-mb", OPT_MB, &shmem_mb, 0, LONG_MAX },
 		{ "--cpu", OPT_LONG, &cpu, 0, CPU_SETSIZE - 1 },
 		{ "--chunk-mb", OPT_MB, &chunk_mb, 1, LONG_MAX },
 		{ "--oom-score-adj", OPT_LONG, &adj, -1000, 1000 },
@@ -54,6 +58,11 @@ int main(int argc, char **argv)
 	parse_opts(argc, argv, opts, usage);
 	if (mb < 0) /* --mb is required */
 		die_usage(argv[0], usage);
+	if (shmem_mb > mb) {
+		fprintf(stderr, "idlevictim: --shmem-mb %ld is more than --mb %ld\n",
+			shmem_mb, mb);
+		return 2;
+	}
 
 	if (adj != OPT_UNSET &&
 	    set_oom_score_adj("/proc/self/oom_score_adj", adj)) {
@@ -67,9 +76,12 @@ int main(int argc, char **argv)
 	if (!chunks)
 		return 1;
 
-	kmsg("idlevictim %d start mb=%ld\n", getpid(), mb);
+	kmsg("idlevictim %d start mb=%ld shmem_mb=%ld\n", getpid(), mb, shmem_mb);
 	for (long c = 0; c < nchunks; c++) {
-		chunks[c] = map_touch(len, page);
+		if (done < shmem_mb)
+			chunks[c] = map_touch_shared(len, page);
+		else
+			chunks[c] = map_touch(len, page);
 		if (!chunks[c]) {
 			perror("idlevictim: mmap");
 			return 1;

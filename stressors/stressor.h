@@ -175,6 +175,21 @@ static inline char *map_touch(size_t len, long page)
 }
 
 /*
+ * map_touch_shared is map_touch with MAP_SHARED | MAP_ANONYMOUS: shmem
+ * pages, which the OOM reaper skips (only the last unmap frees them).
+ */
+static inline char *map_touch_shared(size_t len, long page)
+{
+	long p = syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (p < 0 && p > -4096)
+		return NULL;
+	touch_pages((char *)p, len, page, 1);
+	return (char *)p;
+}
+
+/*
  * map_touch_retry is map_touch, retried every 10 ms until the mmap succeeds:
  * overcommit refused, keep pushing, the OOM killer is the point.
  */

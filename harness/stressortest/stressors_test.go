@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -38,9 +39,16 @@ var guard = map[string][]string{
 	"threadhog":  {"--threads", "1", "--mb", "1", "--chunk-mb", "1", "--hold"},
 	"clonevm":    {"--children", "1", "--mb", "1", "--hold"},
 	"vforker":    {"--mb", "1", "--rounds", "1"},
+	// robustmutex: a waiter on a file that cannot exist gives up at once.
+	"robustmutex": {"--waiter", "--file", "/nonexistent-oomlab/robust", "--start-s", "0"},
+	// oomloop: one round of a child allocating 1 MiB (no OOM on a host).
+	"oomloop": {"--mb", "1", "--rounds", "1", "--pause-ms", "0"},
+	// timedwrite takes FILE VALUE last; with no FILE it only parses.
+	"timedwrite": nil,
 }
 
-var programs = []string{"memhog", "rthog", "idlevictim", "threadhog", "clonevm", "vforker"}
+var programs = []string{"memhog", "rthog", "idlevictim", "threadhog", "clonevm", "vforker",
+	"robustmutex", "oomloop", "timedwrite"}
 
 type result struct {
 	code           int
@@ -147,6 +155,13 @@ func TestStressors(t *testing.T) {
 		{"clonevm", "--check-score-adj", "1001"},
 		{"vforker", "--parent-oom-score-adj", "1001"},
 		{"vforker", "--child-oom-score-adj", "abc"},
+		{"idlevictim", "--shmem-mb", "-1"},
+		{"robustmutex", "--oom-score-adj", "1001"},
+		{"robustmutex", "--cpu", "-1"},
+		{"robustmutex", "--timeout-s", "x"},
+		{"oomloop", "--mb", "0"},
+		{"oomloop", "--pause-ms", "60001"},
+		{"timedwrite", "--oom-score-adj", "-1001"},
 	}
 	t.Run("bad value", func(t *testing.T) {
 		for _, c := range bad {
@@ -165,6 +180,21 @@ func TestStressors(t *testing.T) {
 			if r.code != 2 || !strings.Contains(r.stderr, "usage: ") {
 				t.Errorf("%s %s: exit %d, stderr %q; want exit 2 and usage",
 					c.prog, c.opt, r.code, r.stderr)
+			}
+		}
+	})
+
+	t.Run("required arguments", func(t *testing.T) {
+		for _, c := range [][]string{
+			{"idlevictim", "--mb", "1", "--shmem-mb", "2", "--hold"}, // more shmem than memory
+			{"robustmutex", "--file", "/nonexistent-oomlab/robust"},  // no role
+			{"robustmutex", "--waiter"},                              // no file
+			{"robustmutex", "--waiter", "--file"},                    // file without a value
+			{"oomloop", "--rounds", "1"},                             // no --mb
+			{"timedwrite", "/nonexistent-oomlab/x"},                  // FILE without VALUE
+		} {
+			if r := run(t, dir, c[0], c[1:]...); r.code != 2 {
+				t.Errorf("%q: exit %d, stderr %q; want exit 2", c, r.code, r.stderr)
 			}
 		}
 	})
@@ -203,6 +233,61 @@ func TestStressors(t *testing.T) {
 		r := run(t, dir, "clonevm", "--children", "3", "--mb", "2", "--hold", "--check-score-adj", "500")
 		if r.code != 0 || strings.Count(r.stdout, "4 sharers checked, 0 inconsistent") != 2 {
 			t.Errorf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+	})
+
+	t.Run("robustmutex owner dies, waiter gets EOWNERDEAD", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "robust")
+		owner := exec.Command(filepath.Join(dir, "robustmutex"), "--owner", "--file", file, "--mb", "1", "--chunk-mb", "1", "--hold")
+		owner.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := owner.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan result, 1)
+		go func() {
+			// The waiter waits for the owner's lock itself; the timeout
+			// bounds it if the owner's death is never seen.
+			done <- run(t, dir, "robustmutex", "--waiter", "--file", file, "--start-s", "20", "--timeout-s", "20")
+		}()
+		time.Sleep(500 * time.Millisecond)
+		syscall.Kill(-owner.Process.Pid, syscall.SIGKILL)
+		owner.Wait()
+		r := <-done
+		if r.code != 0 || !strings.Contains(r.stdout, "released: EOWNERDEAD") {
+			t.Errorf("waiter: exit %d, stdout %q, stderr %q; want exit 0 and EOWNERDEAD", r.code, r.stdout, r.stderr)
+		}
+	})
+
+	t.Run("robustmutex waiter times out on a live owner", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "robust")
+		owner := exec.Command(filepath.Join(dir, "robustmutex"), "--owner", "--file", file, "--hold")
+		owner.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := owner.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { syscall.Kill(-owner.Process.Pid, syscall.SIGKILL); owner.Wait() }()
+		r := run(t, dir, "robustmutex", "--waiter", "--file", file, "--start-s", "20", "--timeout-s", "1")
+		if r.code != 3 || !strings.Contains(r.stdout, "timed out") {
+			t.Errorf("exit %d, stdout %q, stderr %q; want exit 3", r.code, r.stdout, r.stderr)
+		}
+	})
+
+	t.Run("oomloop and timedwrite", func(t *testing.T) {
+		if r := run(t, dir, "oomloop", "--mb", "2", "--rounds", "3", "--pause-ms", "1"); r.code != 0 || r.stdout != "oomloop done\n" {
+			t.Errorf("oomloop: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+		f := filepath.Join(t.TempDir(), "knob")
+		if err := os.WriteFile(f, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if r := run(t, dir, "timedwrite", f, "freeze"); r.code != 0 || !strings.HasSuffix(r.stdout, "ok\n") {
+			t.Errorf("timedwrite: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+		if b, _ := os.ReadFile(f); string(b) != "freeze" {
+			t.Errorf("timedwrite wrote %q", b)
+		}
+		if r := run(t, dir, "timedwrite", "/nonexistent-oomlab/x", "freeze"); r.code != 1 {
+			t.Errorf("timedwrite to a missing file: exit %d, stdout %q", r.code, r.stdout)
 		}
 	})
 

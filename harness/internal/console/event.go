@@ -38,13 +38,21 @@ const (
 	// the time to the first kill use the kernel's clock and every event
 	// can be given to its round.
 	StressStart Kind = "stress_start"
+	// Marker is a stressor's own named marker written to /dev/kmsg
+	// ("oomlab: mark robust_released pid=71 owner=70 result=owner_died"):
+	// Fields["name"] is the name, every key=value is a field, pid= the PID.
+	Marker Kind = "marker"
+	// FreezeFailed is the PM freezer giving up: "Freezing user space
+	// processes failed after 20.003 seconds (1 tasks refusing to freeze,
+	// wq_busy=0):" (also "aborted", and 3.x/4.x "Freezing of tasks failed").
+	FreezeFailed Kind = "freeze_failed"
 )
 
 // AllKinds lists every Kind the parser can emit.
 var AllKinds = []Kind{
 	OOMInvoked, OOMKill, OOMReaped, OOMReapFailed, HandedOver,
 	SoftLockup, HardLockup, RCUStall, HungTask,
-	Panic, Bug, Warning, TaskExit, StressStart,
+	Panic, Bug, Warning, TaskExit, StressStart, Marker, FreezeFailed,
 }
 
 // IsLockup reports whether k means that a CPU or a task made no progress.

@@ -216,3 +216,21 @@ func parseOOMKV(ev *Event, s string) {
 		ev.setField(name, v)
 	}
 }
+
+// buildMarker turns the key=value list of an oomlab marker into fields;
+// pid= also becomes the event's PID.
+func buildMarker(_ *Parser, ev *Event, m match) bool {
+	for _, kv := range strings.Fields(m.get("_kv")) {
+		k, v, _ := strings.Cut(kv, "=")
+		if k == "pid" {
+			if n, ok := atoiBytes([]byte(v)); ok {
+				ev.PID = intPtr(n)
+			}
+			continue
+		}
+		if k != "name" {
+			ev.setField(k, v)
+		}
+	}
+	return true
+}

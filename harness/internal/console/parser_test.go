@@ -193,6 +193,24 @@ func TestRecognisers(t *testing.T) {
 			},
 		},
 		{
+			name: "stressor markers and freezer failures",
+			lines: []string{
+				"[ 9.5][   T61] oomlab: mark robust_released pid=71 owner=70 result=owner_died",
+				"[ 9.6] oomlab: mark oom_round ms=12.5 killed=1 round=3",
+				"[ 9.7] oomlab: marked robust_released pid=72",
+				"[ 9.8] oomlab: mark Bad pid=73",
+				"[20.1] Freezing user space processes failed after 20.003 seconds (1 tasks refusing to freeze, wq_busy=0):",
+				"[20.2] Freezing user space processes completed (elapsed 0.001 seconds)",
+				"Freezing of tasks failed after 20.01 seconds (1 tasks refusing to freeze, wq_busy=0):",
+			},
+			want: []want{
+				{kind: Marker, line: 1, time: f64(9.5), pid: intPtr(71), fields: map[string]string{"name": "robust_released", "owner": "70", "result": "owner_died"}},
+				{kind: Marker, line: 2, time: f64(9.6), fields: map[string]string{"name": "oom_round", "ms": "12.5", "killed": "1", "round": "3"}},
+				{kind: FreezeFailed, line: 5, time: f64(20.1), fields: map[string]string{"what": "user space processes", "outcome": "failed"}},
+				{kind: FreezeFailed, line: 7, fields: map[string]string{"what": "tasks", "outcome": "failed"}},
+			},
+		},
+		{
 			name: "soft lockup: message pid wins over caller, comm with colons",
 			lines: []string{
 				"[ 48.1][    T5] watchdog: BUG: soft lockup - CPU#3 stuck for 22s! [kworker/3:1H:120]",
@@ -389,7 +407,7 @@ func TestContextBounded(t *testing.T) {
 }
 
 func TestKinds(t *testing.T) {
-	if len(AllKinds) != 14 {
+	if len(AllKinds) != 16 {
 		t.Fatalf("AllKinds has %d kinds", len(AllKinds))
 	}
 	seen := map[Kind]bool{}

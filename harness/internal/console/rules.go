@@ -102,6 +102,16 @@ var rules = []rule{
 	{kind: StressStart, needle: "oomlab: stress start",
 		re: re(`^oomlab: stress start(?: (?P<run>\S+))?(?: round (?P<round>\d+))?$`)},
 
+	// oomlab's stressors: "oomlab: mark <name> key=value ...".
+	{kind: Marker, needle: "oomlab: mark ",
+		re:    re(`^oomlab: mark (?P<name>[a-z0-9_]+)(?P<_kv>(?: [a-z0-9_]+=\S*)*)\s*$`),
+		build: buildMarker},
+
+	// kernel/power/process.c try_to_freeze_tasks(): the freezer gave up
+	// (suspend, hibernation, PM test mode).
+	{kind: FreezeFailed, needle: "Freezing ",
+		re: re(`^Freezing (?:of )?(?P<what>tasks|user space processes|remaining freezable tasks) (?P<outcome>failed|aborted)`)},
+
 	// kernel/watchdog.c watchdog_timer_fn(), all versions.
 	{kind: SoftLockup, needle: "soft lockup",
 		re: re(`^` + watchdogPrefix + `BUG: soft lockup - CPU#(?P<cpu>\d+) stuck for (?P<stuck_seconds>\d+)s! \[(?P<comm>.*):(?P<pid>\d+)\]`)},

@@ -114,6 +114,9 @@ func Compute(in Facts) Figures {
 	for k, v := range in.Probes {
 		f.Extra["probe:"+k] = v
 	}
+	for k, v := range Cost(in.Events) {
+		f.Extra[k] = v
+	}
 	return f
 }
 

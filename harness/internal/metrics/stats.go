@@ -125,7 +125,12 @@ func Collect(figs []Figures) Samples {
 			for j := range figs {
 				d.Values = append(d.Values, fig.Samples(&figs[j])...)
 			}
-			s.Dists[fig.Field] = d
+			// A scenario-specific figure (kept in Extra) that no run of
+			// the group has is not a distribution of this group.
+			if fig.Field == "extra" && len(d.Values) == 0 {
+				continue
+			}
+			s.Dists[fig.DistName()] = d
 		case fig.Better != None:
 			var r Rate
 			for j := range figs {
@@ -135,6 +140,9 @@ func Collect(figs []Figures) Samples {
 						r.Events++
 					}
 				}
+			}
+			if fig.Field == "extra" && r.Trials == 0 {
+				continue
 			}
 			s.Rates[fig.RateName()] = r
 		}

@@ -282,3 +282,13 @@ func Summary() []*Figure {
 	}
 	return out
 }
+
+// DistName names the pooled distribution of a figure with Samples: its
+// JSON field ("oom_to_freed_ms"), or, for a figure kept in Extra (one
+// value per run), the figure's own name.
+func (fig *Figure) DistName() string {
+	if fig.Field == "extra" {
+		return fig.Name
+	}
+	return fig.Field
+}

@@ -27,6 +27,14 @@ func TestTable(t *testing.T) {
 	facts := sampleFacts(t)
 	// kill_to_exit_max_ms needs an exit marker after a kill.
 	facts.Events = append(facts.Events, scan(t, "[   10.900000] oomlab-agent: exit pid=70 comm=idlevictim signal=KILL\n")...)
+	// The cost-side figures need the stressors' markers: a robust-mutex
+	// waiter released after pid 70's kill, a bystander OOM round spanning
+	// its reap at 12.3 s, a timed write.
+	facts.Events = append(facts.Events, scan(t, ""+
+		"[   10.050000] oomlab: mark robust_waiting pid=80 owner=70\n"+
+		"[   10.700000] oomlab: mark robust_released pid=80 owner=70 result=owner_died\n"+
+		"[   12.400000] oomlab: mark oom_round ms=250 killed=1 round=1\n"+
+		"[   14.000000] oomlab: mark timed_write ms=15 errno=0\n")...)
 	f := Compute(facts)
 	fields := map[string]bool{}
 	seen := map[string]bool{}
