@@ -303,3 +303,11 @@ func TestReportJSONHasStatistics(t *testing.T) {
 		t.Errorf("text report lacks the regression:\n%s", out)
 	}
 }
+
+func TestReportHTML(t *testing.T) {
+	dir := writeRun(t, "r", 3)
+	out, errOut, code := run(t, ".", "report", dir, "--format", "html")
+	if code != 0 || !strings.HasPrefix(out, "<!DOCTYPE html>") || !strings.Contains(out, "REGRESSION s: patched is WORSE than baseline on oom_to_freed_ms") {
+		t.Fatalf("exit %d, stderr %q\n%.600s", code, errOut, out)
+	}
+}
