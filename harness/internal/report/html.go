@@ -244,6 +244,7 @@ svg .grid{stroke:#e4e7eb;stroke-width:1}svg .axis{stroke:#444;stroke-width:1}
 svg .frame{fill:none;stroke:#888}svg .band{fill:#f4f6f8}
 svg .median{stroke:#000;stroke-width:3}
 svg .round rect{fill:#eef1f5}svg .round.odd rect{fill:#e0e5ec}
+svg .gap rect{fill:#fff3d6;fill-opacity:0.8}svg .memdot{fill:#0072B2}
 svg .mem{fill:none;stroke:#0072B2;stroke-width:2.5}svg .psi{fill:none;stroke:#D55E00;stroke-width:2;stroke-dasharray:6 3}
 .fails{margin:2px 0 8px 0;font-size:13px}.fails li{color:#a40e26}
 `

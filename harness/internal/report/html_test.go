@@ -256,7 +256,7 @@ func TestHTMLRegressionsAndSave(t *testing.T) {
 	if _, err := html.Parse(bytes.NewReader(out)); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"REGRESSION smoke: patched is WORSE", "no metrics samples for this guest run", "agent did not answer"} {
+	for _, s := range []string{"REGRESSION smoke: patched is WORSE", "no metrics samples and no timed console events for this guest run", "agent did not answer"} {
 		if !bytes.Contains(out, []byte(s)) {
 			t.Errorf("report.html lacks %q", s)
 		}

@@ -246,7 +246,11 @@ func timeline(b *strings.Builder, id, title string, samples []timeSample, events
 		lo, hi = math.Min(lo, s.From), math.Max(hi, s.To)
 	}
 	if math.IsInf(lo, 0) {
-		lo, hi = 0, 1
+		// Nothing to draw: a short panel that says so.
+		fmt.Fprintf(b, `<svg class="plot timeline empty" id="%s" role="img" aria-labelledby="%s-t" viewBox="0 0 %.0f 64" width="%.0f" height="64">`+"\n", esc(id), esc(id), w, w)
+		fmt.Fprintf(b, `<title id="%s-t">%s: no metrics samples and no timed console events</title>`+"\n", esc(id), esc(title))
+		fmt.Fprintf(b, `<text x="%s" y="24" class="ptitle">%s</text><text x="%s" y="48" class="tick">no metrics samples and no timed console events for this guest run</text>`+"\n</svg>\n", f1(left), esc(title), f1(left))
+		return
 	}
 	xs := scale{p0: left, p1: w - right}
 	xs.lo, xs.hi, xs.tickValues = niceTicks(math.Floor(lo), hi, 12)
@@ -305,24 +309,37 @@ func timeline(b *strings.Builder, id, title string, samples []timeSample, events
 	fmt.Fprintf(b, `<text x="%s" y="%s" class="tick" text-anchor="middle">console time, s since boot (printk timestamps; samples by CLOCK_MONOTONIC)</text>`+"\n", f1((left+w-right)/2), f1(h-8))
 	fmt.Fprintf(b, `<text class="tick" transform="translate(16,%s) rotate(-90)" text-anchor="middle">MemAvailable, MB</text>`+"\n", f1((tp+bot)/2))
 	if len(samples) > 0 {
-		var mem, psi strings.Builder
+		// A gap in the samples (the agent was not scheduled, or its
+		// stream stalled) breaks the lines and is shaded, so no line
+		// pretends to know what happened in it.
+		gap := sampleGap(samples)
+		var mem, psi []string
+		flush := func() {
+			if len(mem) > 1 {
+				fmt.Fprintf(b, `<polyline class="mem" points="%s"><title>MemAvailable, MB</title></polyline>`+"\n", strings.Join(mem, " "))
+			}
+			if len(psi) > 1 {
+				fmt.Fprintf(b, `<polyline class="psi" points="%s"><title>PSI memory full, %% of each sample interval</title></polyline>`+"\n", strings.Join(psi, " "))
+			}
+			mem, psi = mem[:0], psi[:0]
+		}
 		for i, s := range samples {
-			sep := " "
-			if i == 0 {
-				sep = ""
+			if i > 0 && s.T-samples[i-1].T > gap {
+				flush()
+				x0, x1 := xs.at(samples[i-1].T), xs.at(s.T)
+				fmt.Fprintf(b, `<g class="gap"><title>no metrics sample for %.2f s (%.3f-%.3f s)</title><rect x="%s" y="%s" width="%s" height="%s"/><text x="%s" y="%s" class="tick" text-anchor="middle">no samples</text></g>`+"\n",
+					s.T-samples[i-1].T, samples[i-1].T, s.T, f1(x0), f1(tp), f1(x1-x0), f1(bot-tp), f1((x0+x1)/2), f1(bot-20))
 			}
-			fmt.Fprintf(&mem, "%s%s,%s", sep, f1(xs.at(s.T)), f1(ys.at(s.AvailMB)))
+			mem = append(mem, f1(xs.at(s.T))+","+f1(ys.at(s.AvailMB)))
 			if s.HasFull {
-				if psi.Len() > 0 {
-					psi.WriteByte(' ')
-				}
-				fmt.Fprintf(&psi, "%s,%s", f1(xs.at(s.T)), f1(ps.at(math.Min(100, s.FullPct))))
+				psi = append(psi, f1(xs.at(s.T))+","+f1(ps.at(math.Min(100, s.FullPct))))
 			}
 		}
-		fmt.Fprintf(b, `<polyline class="mem" points="%s"><title>MemAvailable, MB</title></polyline>`+"\n", mem.String())
-		if psi.Len() > 0 {
-			fmt.Fprintf(b, `<polyline class="psi" points="%s"><title>PSI memory full, %% of each sample interval</title></polyline>`+"\n", psi.String())
+		flush()
+		for _, s := range samples { // single samples between gaps stay visible
+			fmt.Fprintf(b, `<circle cx="%s" cy="%s" r="1.8" class="memdot"/>`, f1(xs.at(s.T)), f1(ys.at(s.AvailMB)))
 		}
+		b.WriteString("\n")
 	} else {
 		fmt.Fprintf(b, `<text x="%s" y="%s" class="ptitle" text-anchor="middle">no metrics samples for this guest run</text>`+"\n", f1((left+w-right)/2), f1((tp+bot)/2))
 	}
@@ -333,7 +350,7 @@ func timeline(b *strings.Builder, id, title string, samples []timeSample, events
 		st, _ := styleOf(e.Kind)
 		x := xs.at(e.T)
 		if x-lastX < 9 {
-			row = (row + 1) % 4
+			row = (row + 1) % 6
 		} else {
 			row = 0
 		}
@@ -343,4 +360,17 @@ func timeline(b *strings.Builder, id, title string, samples []timeSample, events
 			f1(x), f1(tp+12+11*float64(row)), st.Color, st.Letter)
 	}
 	b.WriteString("</svg>\n")
+}
+
+// sampleGap is the interval between two samples above which they are
+// not joined: four times the median interval, at least 0.6 s.
+func sampleGap(samples []timeSample) float64 {
+	var dts []float64
+	for i := 1; i < len(samples); i++ {
+		dts = append(dts, samples[i].T-samples[i-1].T)
+	}
+	if len(dts) == 0 {
+		return math.Inf(1)
+	}
+	return math.Max(0.6, 4*metrics.Quantile(dts, 0.5))
 }
