@@ -97,11 +97,13 @@ type stripGroup struct {
 }
 
 // stripPlot draws one row per variant: every sample as a dot (jittered
-// up and down, deterministically), the median as a tall bar and its 95%
-// bootstrap CI as a band with end caps. A log axis when the samples span
+// up and down, deterministically) in the upper part of the row, and
+// under the dots the 95% bootstrap CI of the median as a band with end
+// caps and the median as a black bar (a thin line of it runs up through
+// the dots). A log axis when the samples span
 // more than a factor of 10, so 50 ms and 2000 ms are both readable.
 func stripPlot(b *strings.Builder, id, title, unit string, groups []stripGroup) {
-	const w, left, right, top, rowH, bottom = 1180.0, 250.0, 30.0, 36.0, 56.0, 46.0
+	const w, left, right, top, rowH, bottom = 1180.0, 250.0, 30.0, 36.0, 64.0, 46.0
 	h := top + rowH*float64(len(groups)) + bottom
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, g := range groups {
@@ -155,15 +157,15 @@ func stripPlot(b *strings.Builder, id, title, unit string, groups []stripGroup) 
 			x0, x1 := sc.at(p.CI[0]), sc.at(p.CI[1])
 			fmt.Fprintf(b, `<g class="ci"><title>%s: median %s, 95%% CI [%s, %s] %s</title><rect x="%s" y="%s" width="%s" height="10" fill="%s" fill-opacity="0.25"/><line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s"/><line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s"/></g>`+"\n",
 				esc(g.Variant), metrics.Num(p.Value), metrics.Num(p.CI[0]), metrics.Num(p.CI[1]), esc(unit),
-				f1(x0), f1(cy-5), f1(math.Max(x1-x0, 1)), col, f1(x0), f1(cy-9), f1(x0), f1(cy+9), col, f1(x1), f1(cy-9), f1(x1), f1(cy+9), col)
+				f1(x0), f1(cy+12), f1(math.Max(x1-x0, 1)), col, f1(x0), f1(cy+8), f1(x0), f1(cy+26), col, f1(x1), f1(cy+8), f1(x1), f1(cy+26), col)
 		}
 		if p := g.Stats.P50; p != nil {
 			x := sc.at(p.Value)
-			fmt.Fprintf(b, `<line x1="%s" y1="%s" x2="%s" y2="%s" class="median"><title>%s: median %s %s</title></line>`+"\n",
-				f1(x), f1(cy-18), f1(x), f1(cy+18), esc(g.Variant), metrics.Num(p.Value), esc(unit))
+			fmt.Fprintf(b, `<g><title>%s: median %s %s</title><line x1="%s" y1="%s" x2="%s" y2="%s" class="medthin"/><line x1="%s" y1="%s" x2="%s" y2="%s" class="median"/></g>`+"\n",
+				esc(g.Variant), metrics.Num(p.Value), esc(unit), f1(x), f1(cy-24), f1(x), f1(cy+6), f1(x), f1(cy+6), f1(x), f1(cy+30))
 		}
 		for j, v := range g.Values {
-			jit := float64((j*7)%9-4) * 3 // -12 .. 12, the same every render
+			jit := float64((j*7)%9-4)*2.5 - 10 // -20 .. 0, the same every render
 			fmt.Fprintf(b, `<circle cx="%s" cy="%s" r="5" fill="%s" fill-opacity="0.8" stroke="#fff" stroke-width="0.8"><title>%s: %s %s</title></circle>`+"\n",
 				f1(sc.at(v)), f1(cy+jit), col, esc(g.Variant), metrics.Num(v), esc(unit))
 		}
@@ -289,8 +291,8 @@ func timeline(b *strings.Builder, id, title string, samples []timeSample, events
 		if i%2 == 1 {
 			cls = "round odd"
 		}
-		fmt.Fprintf(b, `<g class="%s"><title>%s: %.3f-%.3f s</title><rect x="%s" y="%s" width="%s" height="%s"/><text x="%s" y="%s" class="tick">%s</text></g>`+"\n",
-			cls, esc(s.Label), s.From, s.To, f1(x0), f1(tp), f1(math.Max(x1-x0, 1)), f1(bot-tp), f1(x0+4), f1(bot-6), esc(s.Label))
+		fmt.Fprintf(b, `<g class="%s"><title>%s: %.3f-%.3f s</title><rect x="%s" y="%s" width="%s" height="%s"/></g>`+"\n",
+			cls, esc(s.Label), s.From, s.To, f1(x0), f1(tp), f1(math.Max(x1-x0, 1)), f1(bot-tp))
 	}
 	for _, t := range xs.tickValues {
 		x := xs.at(t)
@@ -342,6 +344,9 @@ func timeline(b *strings.Builder, id, title string, samples []timeSample, events
 		b.WriteString("\n")
 	} else {
 		fmt.Fprintf(b, `<text x="%s" y="%s" class="ptitle" text-anchor="middle">no metrics samples for this guest run</text>`+"\n", f1((left+w-right)/2), f1((tp+bot)/2))
+	}
+	for _, s := range spans { // labels over the lines and gaps
+		fmt.Fprintf(b, `<text x="%s" y="%s" class="tick rlabel">%s</text>`+"\n", f1(xs.at(s.From)+4), f1(bot-6), esc(s.Label))
 	}
 	// Letters of events closer than 9 px share a row: they step down so
 	// none hides another.
