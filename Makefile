@@ -12,7 +12,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 APT_PKGS := qemu-system-x86 gcc libc6-dev make flex bison bc libelf-dev libssl-dev \
             cpio ccache perl xz-utils git patch
 
-.PHONY: all deps build lab test unit e2e lint patches-check proof bench fuzz clean
+.PHONY: all deps build lab test unit e2e lint patches-check proof bench fuzz clean report-png
 
 all: build
 
@@ -83,3 +83,18 @@ fuzz:
 
 clean:
 	rm -rf $(BIN)
+
+# Look at a run's HTML report as a person would: write RUN/report.html
+# (re-rendered by this oomlab) and a 1280 px wide screenshot of it,
+# RUN/report.png, with headless Chromium (installed if missing and root).
+#   make report-png RUN=results/<run-id> [PNG_HEIGHT=4000]
+PNG_HEIGHT ?= 4000
+report-png:
+	@test -n "$(RUN)" -a -f "$(RUN)/run.json" || { echo "usage: make report-png RUN=results/<run-id> (a directory with run.json)"; exit 2; }
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing; run: sudo apt-get install -y chromium"; exit 1; fi; }
+	$(GO) run -ldflags "-X main.version=$(VERSION)" ./harness/cmd/oomlab report "$(RUN)" --format html > "$(RUN)/report.html.tmp" && mv "$(RUN)/report.html.tmp" "$(RUN)/report.html"
+	chromium --headless --disable-gpu --no-sandbox --hide-scrollbars --screenshot="$(abspath $(RUN))/report.png" \
+	  --window-size=1280,$(PNG_HEIGHT) "file://$(abspath $(RUN))/report.html" 2>/dev/null
+	@echo "$(RUN)/report.png"

@@ -335,3 +335,11 @@ func TestCacheCommand(t *testing.T) {
 		t.Errorf("prune: code %d, left %v\n%s", code, ents, stdout)
 	}
 }
+
+func TestReportHTML(t *testing.T) {
+	dir := writeRun(t, "r", 3)
+	out, errOut, code := run(t, ".", "report", dir, "--format", "html")
+	if code != 0 || !strings.HasPrefix(out, "<!DOCTYPE html>") || !strings.Contains(out, "REGRESSION s: patched is WORSE than baseline on oom_to_freed_ms") {
+		t.Fatalf("exit %d, stderr %q\n%.600s", code, errOut, out)
+	}
+}

@@ -16,7 +16,7 @@ func newReportCmd() *cobra.Command {
 	var format string
 	c := &cobra.Command{
 		Use:   "report RUN_DIR",
-		Short: "re-render a run's results: --format text|json|ktap|junit",
+		Short: "re-render a run's results: --format text|json|ktap|junit|html",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			r, err := results.Load(args[0])
@@ -45,12 +45,16 @@ func newReportCmd() *cobra.Command {
 				report.KTAP(os.Stdout, r)
 			case "junit":
 				return report.JUnit(os.Stdout, r)
+			case "html":
+				// Reads events.jsonl and the metrics files of the run
+				// directory; its links are relative to that directory.
+				return report.HTML(os.Stdout, r, args[0])
 			default:
-				return &exitError{2, fmt.Errorf("report: --format %q: want text, json, ktap or junit", format)}
+				return &exitError{2, fmt.Errorf("report: --format %q: want text, json, ktap, junit or html", format)}
 			}
 			return nil
 		},
 	}
-	c.Flags().StringVar(&format, "format", "text", "text, json, ktap or junit")
+	c.Flags().StringVar(&format, "format", "text", "text, json, ktap, junit or html (self-contained; links relative to RUN_DIR)")
 	return c
 }

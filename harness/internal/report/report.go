@@ -15,8 +15,9 @@ import (
 	"oomlab/harness/internal/results"
 )
 
-// Save writes the record (run.json, events.jsonl) and the KTAP and JUnit
-// reports atomically into dir. It is called after every guest run, so a
+// Save writes the record (run.json, events.jsonl) and the KTAP, JUnit
+// and HTML reports (report.html, read from the files just written and the
+// metrics files of dir) atomically into dir. It is called after every guest run, so a
 // killed oomlab leaves a readable partial run.
 func Save(dir string, r *results.Run) error {
 	if err := results.Save(dir, r); err != nil {
@@ -30,7 +31,14 @@ func Save(dir string, r *results.Run) error {
 	if err := atomicfile.Write(filepath.Join(dir, "report.ktap"), kt.Bytes(), 0o644); err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(dir, "junit.xml"), ju.Bytes(), 0o644)
+	if err := atomicfile.Write(filepath.Join(dir, "junit.xml"), ju.Bytes(), 0o644); err != nil {
+		return err
+	}
+	page, err := renderHTML(r, dir)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(dir, "report.html"), page, 0o644)
 }
 
 // Table prints one row per guest run and the failures under it.
