@@ -104,8 +104,12 @@ func (e *estimator) guess(sc *scenario.Scenario) time.Duration {
 // its guess less elapsed, or, past the guess, the rest of its rounds at
 // the pace of those done.
 func (e *estimator) eta(sc *scenario.Scenario, p scenario.Progress) time.Duration {
+	switch p.Phase {
+	case scenario.PhaseTeardown, scenario.PhaseDone:
+		return 0
+	}
 	left := e.guess(sc) - p.Elapsed
-	if left < 0 && p.Round > 1 {
+	if left < 0 && p.Phase == scenario.PhaseRound && p.Round > 1 {
 		left = p.Elapsed / time.Duration(p.Round-1) * time.Duration(p.Rounds-p.Round+1)
 	}
 	return max(left, 0)
@@ -175,7 +179,8 @@ func NewBarView(w io.Writer) View {
 			if st == nil {
 				return "suite: starting"
 			}
-			return fmt.Sprintf("suite: guest %d/%d, ETA %s", st.Guest, st.Guests, clock(st.SuiteETA))
+			// The ETAs go down between reports with the guest's clock.
+			return fmt.Sprintf("suite: guest %d/%d, ETA %s", st.Guest, st.Guests, clock(max(st.SuiteETA-(time.Since(st.Started)-st.Elapsed), 0)))
 		})))
 	return v
 }

@@ -90,11 +90,14 @@ func TestEstimator(t *testing.T) {
 	if eta := e.eta(a, scenario.Progress{Elapsed: 10 * time.Second, Round: 1, Rounds: 2}); eta != 26*time.Second {
 		t.Errorf("eta %s", eta)
 	}
-	if eta := e.eta(a, scenario.Progress{Elapsed: 40 * time.Second, Round: 2, Rounds: 2}); eta != 40*time.Second {
+	if eta := e.eta(a, scenario.Progress{Phase: scenario.PhaseRound, Elapsed: 40 * time.Second, Round: 2, Rounds: 2}); eta != 40*time.Second {
 		t.Errorf("eta past the guess %s", eta)
 	}
-	if eta := e.eta(a, scenario.Progress{Elapsed: 40 * time.Second, Round: 1, Rounds: 2}); eta != 0 {
+	if eta := e.eta(a, scenario.Progress{Phase: scenario.PhaseRound, Elapsed: 40 * time.Second, Round: 1, Rounds: 2}); eta != 0 {
 		t.Errorf("eta past the guess in round 1 %s", eta)
+	}
+	if eta := e.eta(a, scenario.Progress{Phase: scenario.PhaseTeardown, Elapsed: 10 * time.Second, Round: 2, Rounds: 2}); eta != 0 {
+		t.Errorf("eta in the teardown %s", eta)
 	}
 }
 
