@@ -3,6 +3,7 @@ package scenario
 import (
 	"strings"
 	"testing"
+	"testing/fstest"
 )
 
 const sweepYAML = `# a sweep
@@ -110,5 +111,22 @@ func TestParseSelector(t *testing.T) {
 		if _, _, err := ParseSelector(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
+	}
+}
+
+func TestLoadDirSweepNames(t *testing.T) {
+	plain := "name: sw\nstressors:\n  - command: memhog\n"
+	for _, names := range [][2]string{{"a.yaml", "b.yaml"}, {"b.yaml", "a.yaml"}} {
+		fsys := fstest.MapFS{
+			"d/" + names[0]: {Data: []byte(sweepYAML)},
+			"d/" + names[1]: {Data: []byte(plain)},
+		}
+		if _, err := LoadDir(fsys, "d"); err == nil || !strings.Contains(err.Error(), `scenario name "sw" is also used by`) {
+			t.Errorf("sweep in %s, scenario of its name in %s: %v", names[0], names[1], err)
+		}
+	}
+	all, err := LoadDir(fstest.MapFS{"d/a.yaml": {Data: []byte(sweepYAML)}}, "d")
+	if err != nil || len(all) != 8 || all["sw[hogs=2,policy=idle,cpus=4]"] == nil {
+		t.Errorf("%d loaded, %v", len(all), err)
 	}
 }

@@ -4,6 +4,7 @@
 package scenario
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -550,9 +551,11 @@ func LoadDir(fsys fs.FS, dir string) (map[string]*Scenario, error) {
 			return nil, err
 		}
 		for _, s := range scs {
-			for _, n := range []string{s.Name, s.Sweep} {
-				if prev, ok := out[n]; ok && n != "" && prev.File != f {
-					return nil, &Error{File: f, Msg: fmt.Sprintf("scenario name %q is also used by %s", n, prev.File)}
+			// A name is a scenario's or a sweep's, in one file only.
+			base := cmp.Or(s.Sweep, s.Name)
+			for _, prev := range out {
+				if cmp.Or(prev.Sweep, prev.Name) == base && prev.File != f {
+					return nil, &Error{File: f, Msg: fmt.Sprintf("scenario name %q is also used by %s", base, prev.File)}
 				}
 			}
 			out[s.Name] = s
