@@ -8,10 +8,14 @@
  * deadline server which still gives CFS tasks (SCHED_IDLE included) 50 ms
  * per second (disable it with --fair-server-runtime 0).
  *
- *   rthog [--cpu N] [--prio P] [--seconds S] [--unthrottle]
+ *   rthog [--cpu N] [--hogs K] [--prio P] [--seconds S] [--unthrottle]
  *         [--fair-server-runtime NS]
  *
  * --cpu N                  CPU to pin to (default 0)
+ * --hogs K                 hog K CPUs: N, N-1, ... (wrapping around the
+ *                          online CPUs), one process each; the extra ones
+ *                          are children that die with this process
+ *                          (default 1)
  * --prio P                 SCHED_FIFO priority 1..99 (default 50)
  * --seconds S              stop after S seconds (default 0: run until killed)
  * --unthrottle             write -1 to /proc/sys/kernel/sched_rt_runtime_us
@@ -27,12 +31,14 @@
  * "rthog <pid> stop spins=N".
  */
 #include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "stressor.h"
 
 static const char usage[] =
-	"[--cpu N] [--prio P] [--seconds S] [--unthrottle] [--fair-server-runtime NS]";
+	"[--cpu N] [--hogs K] [--prio P] [--seconds S] [--unthrottle] [--fair-server-runtime NS]";
 
 static int write_str(const char *path, const char *val)
 {
@@ -83,8 +89,10 @@ static double now_s(void)
 int main(int argc, char **argv)
 {
 	long cpu = 0, prio = 50, seconds = 0, fair_runtime = -1, unthrottle = 0;
+	long hogs = 1, ncpus;
 	const struct opt opts[] = {
 		{ "--cpu", OPT_LONG, &cpu, 0, CPU_SETSIZE - 1 },
+		{ "--hogs", OPT_LONG, &hogs, 1, CPU_SETSIZE },
 		{ "--prio", OPT_LONG, &prio, 1, 99 },
 		{ "--seconds", OPT_LONG, &seconds, 0, 1L << 30 },
 		{ "--unthrottle", OPT_FLAG, &unthrottle, 1 },
@@ -101,6 +109,29 @@ int main(int argc, char **argv)
 	if (unthrottle &&
 	    write_if_changed("/proc/sys/kernel/sched_rt_runtime_us", "-1"))
 		return 1;
+	ncpus = sysconf(_SC_NPROCESSORS_ONLN);
+	if (hogs > ncpus) {
+		fprintf(stderr, "rthog: --hogs %ld but %ld CPUs online\n", hogs,
+			ncpus);
+		return 1;
+	}
+	/* One child per extra CPU, each pinned below like this process. */
+	for (long i = 1; i < hogs; i++) {
+		pid_t parent = getpid(), pid = fork();
+
+		if (pid < 0) {
+			perror("rthog: fork");
+			return 1;
+		}
+		if (pid == 0) {
+			if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)
+				_exit(1);
+			cpu -= i;
+			if (cpu < 0) /* wrap; a CPU too high stays so: fails */
+				cpu += ncpus;
+			break;
+		}
+	}
 	if (fair_runtime >= 0) {
 		char path[96], val[32];
 

@@ -134,6 +134,15 @@ func TestListAndValidate(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "ok") {
 		t.Errorf("validate smoke.yaml: exit %d %s", code, stdout)
 	}
+	sweep, _ := filepath.Abs("../../../scenarios/tetsuo-sweep.yaml")
+	stdout, _, code = run(t, t.TempDir(), "validate", sweep)
+	if code != 0 || !strings.Contains(stdout, "ok (sweep of 16 cases)") {
+		t.Errorf("validate tetsuo-sweep.yaml: exit %d %s", code, stdout)
+	}
+	stdout, _, _ = run(t, t.TempDir(), "list")
+	if !strings.Contains(stdout, "tetsuo-sweep                 sweep of 16 cases (rt_hogs, victim_policy, fair_server, cpus)") || strings.Contains(stdout, "tetsuo-sweep[") {
+		t.Errorf("list: the sweep once, with its cases counted:\n%s", stdout)
+	}
 }
 
 func TestBuiltinSets(t *testing.T) {
@@ -141,7 +150,7 @@ func TestBuiltinSets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(b.SetNames(), ",") != "quick,patches,selftest" {
+	if strings.Join(b.SetNames(), ",") != "quick,patches,selftest,sweep" {
 		t.Errorf("sets %v", b.SetNames())
 	}
 }

@@ -41,7 +41,12 @@ func newListCmd() *cobra.Command {
 				return err
 			}
 			for _, n := range b.Names() {
-				fmt.Printf("%-28s %s\n", n, b.Scenarios[n].Description)
+				scs, _ := b.Lookup(n)
+				desc := scs[0].Description
+				if scs[0].Sweep != "" {
+					desc = fmt.Sprintf("sweep of %d cases (%s): %s", len(scs), axesOf(scs[0]), desc)
+				}
+				fmt.Printf("%-28s %s\n", n, desc)
 			}
 			for _, s := range b.Sets {
 				fmt.Printf("%-28s set: %s\n", s.Name, strings.Join(s.Scenarios, ", "))
@@ -71,7 +76,11 @@ func newValidateCmd() *cobra.Command {
 						_, err = suite.ParseSets(a, data, b.Scenarios)
 					}
 				default:
-					_, err = scenario.Parse(a, data)
+					var scs []*scenario.Scenario
+					if scs, err = scenario.ParseAll(a, data); err == nil && scs[0].Sweep != "" {
+						fmt.Printf("%s: ok (sweep of %d cases)\n", a, len(scs))
+						continue
+					}
 				}
 				if err != nil {
 					fmt.Fprintln(os.Stderr, err)
@@ -86,4 +95,13 @@ func newValidateCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// axesOf names the axes of a sweep's case: "a, b, c".
+func axesOf(s *scenario.Scenario) string {
+	n := make([]string, len(s.Case))
+	for i, p := range s.Case {
+		n[i] = p.Name
+	}
+	return strings.Join(n, ", ")
 }

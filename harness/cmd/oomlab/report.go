@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"oomlab/harness/internal/compare"
+	"oomlab/harness/internal/grid"
 	"oomlab/harness/internal/report"
 	"oomlab/harness/internal/results"
 )
@@ -32,6 +33,10 @@ func newReportCmd() *cobra.Command {
 				report.Differences(os.Stdout, r)
 				fmt.Println()
 				report.Comparisons(os.Stdout, compare.Within(r))
+				if len(grid.Grids(r)) > 0 {
+					fmt.Println()
+					grid.Table(os.Stdout, r)
+				}
 			case "json":
 				// The record with its statistics (percentiles with CIs,
 				// the comparison of each variant with its reference).

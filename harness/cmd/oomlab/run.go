@@ -11,6 +11,7 @@ import (
 
 	"oomlab"
 	"oomlab/harness/internal/compare"
+	"oomlab/harness/internal/grid"
 	"oomlab/harness/internal/report"
 	"oomlab/harness/internal/results"
 	"oomlab/harness/internal/scenario"
@@ -86,7 +87,14 @@ func newRunCmd() *cobra.Command {
 				return &exitError{2, err}
 			}
 			fmt.Fprintf(os.Stderr, "results: %s\n", env.Dir)
-			if err := suite.Run(ctx, env, rec, plan); err != nil {
+			// A live line per running guest on a terminal (stdout and
+			// stderr both, CI unset); log lines otherwise.
+			var view suite.View
+			if isTerminal(os.Stdout) && isTerminal(os.Stderr) {
+				view = suite.NewBarView(os.Stderr)
+				env.Log = view.Log
+			}
+			if err := suite.Run(ctx, env, rec, plan, view); err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
@@ -99,6 +107,10 @@ func newRunCmd() *cobra.Command {
 			report.Differences(os.Stdout, rec)
 			fmt.Println()
 			report.Comparisons(os.Stdout, compare.Within(rec))
+			if len(grid.Grids(rec)) > 0 {
+				fmt.Println()
+				grid.Table(os.Stdout, rec)
+			}
 			fmt.Printf("\nresults: %s/run.json\n", env.Dir)
 			switch rec.Verdict {
 			case results.Fail:

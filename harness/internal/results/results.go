@@ -63,7 +63,13 @@ type Kernel struct {
 // Result are the whole guest run's (Figures over every round's events and
 // exits; Stressors and Steps every round's, each with its round number).
 type Result struct {
-	Scenario  string          `json:"scenario"`
+	Scenario string `json:"scenario"`
+	// Sweep, Case and KeyFigure are set for a case of a sweep (a
+	// scenario file with a matrix): the sweep's name, the case's label
+	// on each axis in axis order, and the figure its grid shows.
+	Sweep     string          `json:"sweep,omitempty"`
+	Case      []Param         `json:"case,omitempty"`
+	KeyFigure string          `json:"key_figure,omitempty"`
 	Variant   string          `json:"variant"`
 	Repeat    int             `json:"repeat"`
 	Verdict   Verdict         `json:"verdict"`
@@ -85,6 +91,12 @@ type Result struct {
 	// EventRounds is, for each of Events, its round (0: before the first
 	// round's marker); written to events.jsonl with the event.
 	EventRounds []int `json:"-"`
+}
+
+// Param is one axis of a sweep's case and its label.
+type Param struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 // RoundResult is one round of the stress phase within a guest run: the

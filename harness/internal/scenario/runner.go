@@ -36,6 +36,9 @@ type Env struct {
 	Accel     string // auto, kvm, tcg
 	Dir       string // results/<run-id>
 	Log       func(format string, args ...any)
+	// Progress, if set, hears where each guest run is (see Progress):
+	// called from more than one goroutine, it must not block for long.
+	Progress func(Progress)
 }
 
 // Run boots one guest and runs the scenario in it. It always returns a
@@ -48,10 +51,13 @@ type Env struct {
 // teardown (shutdown), figures and verdict (figures, judge). runGuest
 // strings together the phases after boot.
 func Run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int) *results.Result {
-	r := &results.Result{Scenario: sc.Name, Variant: variant, Repeat: repeat, Started: time.Now()}
-	err := run(ctx, env, sc, variant, repeat, r)
+	r := &results.Result{Scenario: sc.Name, Variant: variant, Repeat: repeat, Started: time.Now(),
+		Sweep: sc.Sweep, Case: sc.Case, KeyFigure: sc.KeyFigure}
+	pr := newProgress(env.Progress, sc, variant, repeat, r.Started)
+	err := run(ctx, env, sc, variant, repeat, r, pr)
 	r.WallS = time.Since(r.Started).Seconds()
 	judge(r, sc, variant, err)
+	pr.update(func(p *Progress) { p.Phase, p.Verdict = PhaseDone, r.Verdict.String() })
 	return r
 }
 
@@ -114,6 +120,10 @@ type eventLog struct {
 	round  int                 // of the latest stress_start marker seen (0: none yet)
 	kills  metrics.KillCounter // of that round, as the figures count them
 	reaped int                 // of that round
+	// allKills and lockups count every round; onFindings, if set, hears
+	// them whenever one changes (outside the lock).
+	allKills, lockups int
+	onFindings        func(kills, lockups int)
 }
 
 func newEventLog() *eventLog { return &eventLog{parser: console.NewParser()} }
@@ -121,17 +131,31 @@ func newEventLog() *eventLog { return &eventLog{parser: console.NewParser()} }
 // line is the machine's console callback.
 func (l *eventLog) line(b []byte) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	changed := false
 	for _, e := range l.parser.Feed(b) {
 		if e.Kind == console.StressStart {
 			l.round = markerRound(e, l.round)
 			l.kills, l.reaped = metrics.KillCounter{}, 0
 		}
+		before := l.kills.Kills
 		l.kills.Add(e)
+		if l.kills.Kills != before {
+			l.allKills += l.kills.Kills - before
+			changed = true
+		}
+		if e.Kind.IsLockup() {
+			l.lockups++
+			changed = true
+		}
 		if e.Kind == console.OOMReaped {
 			l.reaped++
 		}
 		l.events = append(l.events, e)
+	}
+	kills, lockups, fn := l.allKills, l.lockups, l.onFindings
+	l.mu.Unlock()
+	if changed && fn != nil {
+		fn(kills, lockups)
 	}
 }
 
@@ -297,7 +321,7 @@ var defaultWaits = waits{
 	metrics:   250 * time.Millisecond,
 }
 
-func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int, r *results.Result) error {
+func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int, r *results.Result, pr *progress) error {
 	logf := env.Log
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -323,11 +347,13 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 	}
 	defer conLog.Close()
 	events := newEventLog()
+	events.onFindings = pr.findings
 	f := &facts{probes: map[string]float64{}}
 	// Deferred before the machine's Stop, so it runs after it: the
 	// console has been read to the end.
 	defer figures(r, sc, events, f)
 
+	pr.phase(PhaseBoot)
 	logf("%s: booting %s kernel (%d vCPUs, %d MB)", base, variant, sc.Guest.CPUs, sc.Guest.MemoryMB)
 	v, sh, err := boot(ctx, env, sc, kernel, tmp, conLog, events.line)
 	if v != nil {
@@ -341,8 +367,9 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 	f.boot = time.Since(v.Started)
 	logf("%s: agent ready after %.2fs (%s)", base, f.boot.Seconds(), v.Accel)
 	f.alive = true
+	pr.phase(PhaseSetup)
 
-	g := &session{sc: sc, variant: variant, base: base, dir: env.Dir, m: v, sh: sh, events: events, logf: logf, waits: defaultWaits}
+	g := &session{sc: sc, variant: variant, base: base, dir: env.Dir, m: v, sh: sh, events: events, logf: logf, waits: defaultWaits, progress: pr}
 	return runGuest(ctx, g, r, f)
 }
 
@@ -421,6 +448,8 @@ type session struct {
 	events  *eventLog // fed by the machine's console
 	logf    func(format string, args ...any)
 	waits   waits
+	// progress hears the rounds and the teardown (nil: nobody listens).
+	progress *progress
 }
 
 // runGuest runs the phases after boot: setup, then the rounds (each:
@@ -453,6 +482,7 @@ func runGuest(ctx context.Context, g *session, r *results.Result, f *facts) erro
 	for n := 1; n <= rounds; n++ {
 		rf := &roundFacts{n: n}
 		f.rounds = append(f.rounds, rf)
+		g.progress.round(n)
 		goOn, err := runRound(ctx, g, rf, n == rounds, stopMetrics, f, r)
 		if err != nil {
 			return err
@@ -461,6 +491,7 @@ func runGuest(ctx context.Context, g *session, r *results.Result, f *facts) erro
 			return nil
 		}
 	}
+	g.progress.phase(PhaseTeardown)
 	shutdown(ctx, g.m, g.sh, g.waits.poweroff)
 	return nil
 }

@@ -1220,3 +1220,83 @@ func TestAssignRounds(t *testing.T) {
 		t.Errorf("untimed: rounds %v, want %v", got, want)
 	}
 }
+
+// progressLog collects what a progress callback hears.
+type progressLog struct {
+	mu sync.Mutex
+	ps []Progress
+}
+
+func (l *progressLog) add(p Progress) {
+	l.mu.Lock()
+	l.ps = append(l.ps, p)
+	l.mu.Unlock()
+}
+
+func (l *progressLog) all() []Progress {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Progress(nil), l.ps...)
+}
+
+func TestProgressRounds(t *testing.T) {
+	sc := roundsScenario(3)
+	sc.Name = "prog"
+	sh := &fakeShell{}
+	ts := roundsSession(t, sc, sh, true, nil)
+	var log progressLog
+	start := time.Now()
+	ts.progress = newProgress(log.add, sc, "patched", 2, start)
+	ts.events.onFindings = ts.progress.findings
+	if _, _, err := ts.run(t, context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ps := log.all()
+	var rounds []int
+	kills := 0
+	for i, p := range ps {
+		if p.Scenario != "prog" || p.Variant != "patched" || p.Repeat != 2 || p.Rounds != 3 || !p.Started.Equal(start) {
+			t.Errorf("report %d: %+v", i, p)
+		}
+		if i > 0 && (p.Elapsed < ps[i-1].Elapsed || p.OOMKills < ps[i-1].OOMKills || p.Round < ps[i-1].Round) {
+			t.Errorf("report %d goes back: %+v after %+v", i, p, ps[i-1])
+		}
+		if p.Phase == PhaseRound && (len(rounds) == 0 || rounds[len(rounds)-1] != p.Round) {
+			rounds = append(rounds, p.Round)
+		}
+		kills = p.OOMKills
+	}
+	if !slices.Equal(rounds, []int{1, 2, 3}) {
+		t.Errorf("rounds reported %v, want [1 2 3]", rounds)
+	}
+	if kills != 3 {
+		t.Errorf("kills reported %d, want 3 (one a round, counted over the rounds)", kills)
+	}
+	if last := ps[len(ps)-1]; last.Phase != PhaseTeardown || last.Round != 3 {
+		t.Errorf("last report %+v, want the teardown after round 3", last)
+	}
+	// A lockup on the console is reported as it comes.
+	ts.events.line([]byte("[   48.100000] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [memhog:81]"))
+	if ps := log.all(); ps[len(ps)-1].Lockups != 1 || ps[len(ps)-1].OOMKills != 3 {
+		t.Errorf("after a soft lockup: %+v", ps[len(ps)-1])
+	}
+}
+
+func TestProgressOptional(t *testing.T) {
+	// No callback: nothing to hear, nothing breaks (the rounds tests run
+	// without one too).
+	var pr *progress
+	pr.round(1)
+	pr.findings(1, 0)
+	newProgress(nil, roundsScenario(2), "baseline", 1, time.Now()).phase(PhaseSetup)
+
+	// Run reports the end of a guest run with its verdict, even one that
+	// could not start.
+	var log progressLog
+	sc := &Scenario{Name: "t", Timeout: Duration(time.Minute)}
+	Run(context.Background(), Env{Kernels: map[string]string{}, Dir: t.TempDir(), Progress: log.add}, sc, "patched", 4)
+	ps := log.all()
+	if len(ps) != 1 || ps[0].Phase != PhaseDone || ps[0].Verdict != "error" || ps[0].Repeat != 4 || ps[0].Rounds != 1 {
+		t.Errorf("reports %+v", ps)
+	}
+}

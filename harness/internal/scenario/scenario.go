@@ -4,6 +4,7 @@
 package scenario
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -47,8 +48,20 @@ type Scenario struct {
 	// ExpectVariant adds or overrides conditions for one variant, e.g. the
 	// latency the patched kernel must reach and the baseline does not.
 	ExpectVariant map[string]map[string]string `yaml:"expect_variant"`
+	// KeyFigure is the figure a sweep's grid shows in each cell beside
+	// the verdict (e.g. oom_to_freed_p95_ms).
+	KeyFigure string `yaml:"key_figure"`
+	// Matrix makes the file a sweep (see ParseAll); read from the YAML
+	// tree, not from this field.
+	Matrix any `yaml:"matrix"`
 
 	File string `yaml:"-"` // where it was read from
+	// Sweep is the name of the file's scenario when this is one case of
+	// its matrix (Name is then Sweep[axis=label,...]), Case the case's
+	// labels in axis order and CaseIndex its place in the expansion.
+	Sweep     string  `yaml:"-"`
+	Case      []Param `yaml:"-"`
+	CaseIndex int     `yaml:"-"`
 }
 
 // Guest is the shape of the VM.
@@ -177,8 +190,21 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %s", e.File, e.Msg)
 }
 
-// Parse reads and validates one scenario.
+// Parse reads and validates one scenario; a file with a matrix, which
+// holds several, is read with ParseAll.
 func Parse(file string, data []byte) (*Scenario, error) {
+	scs, err := ParseAll(file, data)
+	if err != nil {
+		return nil, err
+	}
+	if len(scs) != 1 || scs[0].Sweep != "" {
+		return nil, &Error{File: file, Msg: fmt.Sprintf("a sweep of %d cases, not one scenario", len(scs))}
+	}
+	return scs[0], nil
+}
+
+// parse reads and validates one scenario without a matrix to expand.
+func parse(file string, data []byte) (*Scenario, error) {
 	var s Scenario
 	if err := yaml.UnmarshalWithOptions(data, &s, yaml.DisallowUnknownField()); err != nil {
 		return nil, yamlError(file, err)
@@ -371,6 +397,11 @@ func (s *Scenario) validate() (string, string) {
 			return field, msg
 		}
 	}
+	if s.KeyFigure != "" {
+		if msg := s.checkFigure(s.KeyFigure); msg != "" {
+			return "$.key_figure", "key_figure: " + msg
+		}
+	}
 	if field, msg := s.checkExpect("expect", s.Expect); msg != "" {
 		return field, msg
 	}
@@ -499,7 +530,8 @@ func familyNames() []string {
 // scenarios (package suite) and is not a scenario itself.
 const SetsFile = "sets.yaml"
 
-// LoadDir reads every *.yaml in dir of fsys but SetsFile.
+// LoadDir reads every *.yaml in dir of fsys but SetsFile, by name; a
+// sweep gives one entry per case (see Cases).
 func LoadDir(fsys fs.FS, dir string) (map[string]*Scenario, error) {
 	files, err := fs.Glob(fsys, path.Join(dir, "*.yaml"))
 	if err != nil {
@@ -514,14 +546,33 @@ func LoadDir(fsys fs.FS, dir string) (map[string]*Scenario, error) {
 		if err != nil {
 			return nil, err
 		}
-		s, err := Parse(f, data)
+		scs, err := ParseAll(f, data)
 		if err != nil {
 			return nil, err
 		}
-		if prev, ok := out[s.Name]; ok {
-			return nil, &Error{File: f, Msg: fmt.Sprintf("scenario name %q is also used by %s", s.Name, prev.File)}
+		for _, s := range scs {
+			// A name is a scenario's or a sweep's, in one file only.
+			base := cmp.Or(s.Sweep, s.Name)
+			for _, prev := range out {
+				if cmp.Or(prev.Sweep, prev.Name) == base && prev.File != f {
+					return nil, &Error{File: f, Msg: fmt.Sprintf("scenario name %q is also used by %s", base, prev.File)}
+				}
+			}
+			out[s.Name] = s
 		}
-		out[s.Name] = s
 	}
 	return out, nil
+}
+
+// Cases are the cases of the sweep named base in scs, in expansion order
+// (nil if there is no such sweep).
+func Cases(scs map[string]*Scenario, base string) []*Scenario {
+	var out []*Scenario
+	for _, s := range scs {
+		if s.Sweep == base {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CaseIndex < out[j].CaseIndex })
+	return out
 }

@@ -169,8 +169,19 @@ func TestBuiltinScenarios(t *testing.T) {
 		}
 	}
 	files, _ := os.ReadDir("../../../scenarios")
-	if len(files) != len(all)+1 { // and sets.yaml
-		t.Errorf("%d files in scenarios/, %d loaded", len(files), len(all))
+	loaded := map[string]bool{}
+	for _, sc := range all {
+		loaded[sc.File] = true
+	}
+	if len(files) != len(loaded)+1 { // and sets.yaml
+		t.Errorf("%d files in scenarios/, %d loaded", len(files), len(loaded))
+	}
+	// The sweep: every case of its grid, each a scenario of its own.
+	cases := Cases(all, "tetsuo-sweep")
+	if len(cases) != 16 || cases[15].Name != "tetsuo-sweep[rt_hogs=2,victim_policy=normal,fair_server=off,cpus=4]" ||
+		cases[15].Guest.CPUs != 4 || !strings.HasSuffix(cases[15].Stressors[1].Command, "--hogs 2 --prio 50 --fair-server-runtime 0") ||
+		!strings.HasSuffix(cases[15].Stressors[0].Command, "--spin --nice-only") || cases[15].KeyFigure != "oom_to_freed_p95_ms" {
+		t.Errorf("tetsuo-sweep: %d cases, last %+v", len(cases), cases[len(cases)-1])
 	}
 	for _, sc := range all {
 		for _, st := range sc.Stressors {

@@ -60,15 +60,15 @@ func ParseSets(file string, data []byte, scs map[string]*scenario.Scenario) ([]S
 			return nil, fmt.Errorf("%s: set %d has no name", file, i+1)
 		case seen[s.Name]:
 			return nil, fmt.Errorf("%s: set %q is defined twice", file, s.Name)
-		case scs[s.Name] != nil:
+		case scs[s.Name] != nil || scenario.Cases(scs, s.Name) != nil:
 			return nil, fmt.Errorf("%s: set %q has the name of a scenario", file, s.Name)
 		case len(s.Scenarios) == 0:
 			return nil, fmt.Errorf("%s: set %q names no scenario", file, s.Name)
 		}
 		seen[s.Name] = true
 		for _, n := range s.Scenarios {
-			if scs[n] == nil {
-				return nil, fmt.Errorf("%s: set %q names %q, which is not a built-in scenario", file, s.Name, n)
+			if scs[n] == nil && scenario.Cases(scs, n) == nil {
+				return nil, fmt.Errorf("%s: set %q names %q, which is not a built-in scenario or sweep", file, s.Name, n)
 			}
 		}
 	}
@@ -84,14 +84,57 @@ func (b *Builtin) Set(name string) *Set {
 	return &b.Sets[i]
 }
 
-// Names are the built-in scenario names, sorted.
+// Names are the built-in scenario names, sorted; a sweep is named once,
+// by its base name, not by its cases.
 func (b *Builtin) Names() []string {
 	n := make([]string, 0, len(b.Scenarios))
-	for k := range b.Scenarios {
-		n = append(n, k)
+	seen := map[string]bool{}
+	for k, s := range b.Scenarios {
+		if s.Sweep != "" {
+			k = s.Sweep
+		}
+		if !seen[k] {
+			seen[k] = true
+			n = append(n, k)
+		}
 	}
 	sort.Strings(n)
 	return n
+}
+
+// Lookup is the scenarios of a name: a scenario, the cases of a sweep,
+// or the cases of a sweep that a selector base[axis=label,...] picks.
+func (b *Builtin) Lookup(name string) ([]*scenario.Scenario, error) {
+	if s := b.Scenarios[name]; s != nil {
+		return []*scenario.Scenario{s}, nil
+	}
+	return selectCases(b.Scenarios, name)
+}
+
+// selectCases picks the cases of sel from scs (nil, nil: no such sweep).
+func selectCases(scs map[string]*scenario.Scenario, sel string) ([]*scenario.Scenario, error) {
+	base, params, err := scenario.ParseSelector(sel)
+	if err != nil {
+		return nil, err
+	}
+	cases := scenario.Cases(scs, base)
+	if cases == nil {
+		return nil, nil
+	}
+	var out []*scenario.Scenario
+	for _, c := range cases {
+		if c.Matches(params) {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		var axes []string
+		for _, p := range cases[0].Case {
+			axes = append(axes, p.Name)
+		}
+		return nil, fmt.Errorf("%q selects no case of sweep %s (axes: %s; e.g. %s)", sel, base, strings.Join(axes, ", "), cases[0].Name)
+	}
+	return out, nil
 }
 
 // SetNames are the set names in file order.
@@ -121,20 +164,32 @@ func (b *Builtin) Resolve(args []string) ([]*scenario.Scenario, error) {
 			if err != nil {
 				return nil, fmt.Errorf("scenario file: %v", err)
 			}
-			s, err := scenario.Parse(a, data)
+			scs, err := scenario.ParseAll(a, data)
 			if err != nil {
 				return nil, err
 			}
-			add(s)
+			for _, s := range scs {
+				add(s)
+			}
 		case b.Set(a) != nil:
 			for _, n := range b.Set(a).Scenarios {
-				add(b.Scenarios[n])
+				scs, _ := b.Lookup(n) // checked by ParseSets
+				for _, s := range scs {
+					add(s)
+				}
 			}
-		case b.Scenarios[a] != nil:
-			add(b.Scenarios[a])
 		default:
-			return nil, fmt.Errorf("unknown scenario %q (known: %s; sets: %s; or give a .yaml file)",
-				a, strings.Join(b.Names(), ", "), strings.Join(b.SetNames(), ", "))
+			scs, err := b.Lookup(a)
+			if err != nil {
+				return nil, err
+			}
+			if scs == nil {
+				return nil, fmt.Errorf("unknown scenario %q (known: %s; sets: %s; a sweep's cases: sweep[axis=label,...]; or give a .yaml file)",
+					a, strings.Join(b.Names(), ", "), strings.Join(b.SetNames(), ", "))
+			}
+			for _, s := range scs {
+				add(s)
+			}
 		}
 	}
 	return out, nil

@@ -53,15 +53,16 @@ func Create(root string, rec *results.Run) (string, error) {
 	return dir, report.Save(dir, rec)
 }
 
-// Run runs the plan in env (env.Dir is the run directory, env.Kernels the
-// kernel of each planned variant), appends each guest run to rec and saves
-// it, and completes rec when every guest ran. It stops early, with the
-// partial record saved, when ctx ends.
-func Run(ctx context.Context, env scenario.Env, rec *results.Run, p Plan) error {
-	logf := env.Log
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
+// guestRun is one guest run of a plan.
+type guestRun struct {
+	sc      *scenario.Scenario
+	variant string
+	repeat  int
+}
+
+// guests are the plan's guest runs, in the order they run.
+func (p Plan) guests() []guestRun {
+	var out []guestRun
 	for _, sc := range p.Scenarios {
 		n := sc.Repeats
 		if p.Repeat > 0 {
@@ -71,14 +72,48 @@ func Run(ctx context.Context, env scenario.Env, rec *results.Run, p Plan) error 
 			if !p.Request.Runs(sc.Variants, v) {
 				continue
 			}
-			for i := 1; i <= n && ctx.Err() == nil; i++ {
-				res := scenario.Run(ctx, env, sc, v, i)
-				rec.Results = append(rec.Results, res)
-				if err := report.Save(env.Dir, rec); err != nil {
-					return err
-				}
-				logf("%s/%s#%d: %s", sc.Name, v, i, strings.ToUpper(res.Verdict.String()))
+			for i := 1; i <= n; i++ {
+				out = append(out, guestRun{sc, v, i})
 			}
+		}
+	}
+	return out
+}
+
+// Run runs the plan in env (env.Dir is the run directory, env.Kernels the
+// kernel of each planned variant), appends each guest run to rec and saves
+// it, and completes rec when every guest ran. It stops early, with the
+// partial record saved, when ctx ends. view shows the guest runs as they
+// go (nil: log lines through env.Log, see NewLogView); Run closes it.
+func Run(ctx context.Context, env scenario.Env, rec *results.Run, p Plan, view View) error {
+	logf := env.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if view == nil {
+		view = NewLogView(logf)
+	}
+	defer view.Close()
+	guests := p.guests()
+	est := &estimator{}
+	for k, g := range guests {
+		if ctx.Err() != nil {
+			break
+		}
+		rest := guests[k+1:]
+		env.Progress = func(pr scenario.Progress) {
+			s := Status{Progress: pr, Guest: k + 1, Guests: len(guests), ETA: est.eta(g.sc, pr)}
+			s.SuiteETA = s.ETA
+			for _, r := range rest {
+				s.SuiteETA += est.guess(r.sc)
+			}
+			view.Update(s)
+		}
+		res := scenario.Run(ctx, env, g.sc, g.variant, g.repeat)
+		est.add(g.sc, time.Duration(res.WallS*float64(time.Second)))
+		rec.Results = append(rec.Results, res)
+		if err := report.Save(env.Dir, rec); err != nil {
+			return err
 		}
 	}
 	if err := ctx.Err(); err != nil {

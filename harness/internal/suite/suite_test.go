@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -19,7 +20,7 @@ func TestBuiltin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(b.SetNames(), ","); got != "quick,patches,selftest" {
+	if got := strings.Join(b.SetNames(), ","); got != "quick,patches,selftest,sweep" {
 		t.Errorf("sets in file order: %s", got)
 	}
 	scs, err := b.Resolve([]string{"quick", "smoke", "idle", "selftest"})
@@ -38,6 +39,30 @@ func TestBuiltin(t *testing.T) {
 	}
 	if _, err := b.Resolve([]string{"/nonexistent.yaml"}); err == nil || !strings.Contains(err.Error(), "/nonexistent.yaml") {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestResolveSweep(t *testing.T) {
+	b, err := LoadBuiltin(oomlab.Assets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(b.Names(), "tetsuo-sweep") || slices.ContainsFunc(b.Names(), func(n string) bool { return strings.Contains(n, "[") }) {
+		t.Errorf("names %v: the sweep once, no case", b.Names())
+	}
+	all, err := b.Resolve([]string{"sweep"})
+	if err != nil || len(all) != 16 || all[0].Name != "tetsuo-sweep[rt_hogs=1,victim_policy=idle,fair_server=on,cpus=2]" {
+		t.Fatalf("set sweep: %d cases, %v", len(all), err)
+	}
+	two, err := b.Resolve([]string{"tetsuo-sweep[rt_hogs=1,victim_policy=idle,cpus=2]", all[1].Name})
+	if err != nil || len(two) != 3 || two[1].Name != "tetsuo-sweep[rt_hogs=1,victim_policy=idle,fair_server=off,cpus=2]" || two[2] != all[1] {
+		t.Errorf("selector: %v %v", two, err)
+	}
+	if _, err := b.Resolve([]string{"tetsuo-sweep[cpus=3]"}); err == nil || !strings.Contains(err.Error(), "selects no case") {
+		t.Errorf("empty selection: %v", err)
+	}
+	if _, err := b.Resolve([]string{"tetsuo-sweep[cpus]"}); err == nil {
+		t.Error("bad selector: no error")
 	}
 }
 
@@ -70,7 +95,7 @@ func TestRunEmpty(t *testing.T) {
 	if len(p.Variants) != 0 {
 		t.Errorf("planned %v", p.Variants)
 	}
-	if err := Run(context.Background(), scenario.Env{Dir: dir}, rec, p); err != nil {
+	if err := Run(context.Background(), scenario.Env{Dir: dir}, rec, p, nil); err != nil {
 		t.Fatal(err)
 	}
 	got, err := results.Load(dir)
