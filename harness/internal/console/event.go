@@ -38,6 +38,12 @@ const (
 	// the time to the first kill use the kernel's clock and every event
 	// can be given to its round.
 	StressStart Kind = "stress_start"
+	// HungTaskBlocker names the lock owner of a hung task (6.14+
+	// CONFIG_DETECT_HUNG_TASK_BLOCKER: "INFO: task A:1 is blocked on a
+	// mutex likely owned by task B:2."). It follows the task's hung_task
+	// event and is not a lockup of its own: PID/Comm are the blocked task,
+	// fields blocker_pid, blocker_comm and lock name the owner and lock.
+	HungTaskBlocker Kind = "hung_task_blocker"
 )
 
 // AllKinds lists every Kind the parser can emit.
@@ -45,6 +51,7 @@ var AllKinds = []Kind{
 	OOMInvoked, OOMKill, OOMReaped, OOMReapFailed, HandedOver,
 	SoftLockup, HardLockup, RCUStall, HungTask,
 	Panic, Bug, Warning, TaskExit, StressStart,
+	HungTaskBlocker,
 }
 
 // IsLockup reports whether k means that a CPU or a task made no progress.

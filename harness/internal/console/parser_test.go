@@ -389,7 +389,7 @@ func TestContextBounded(t *testing.T) {
 }
 
 func TestKinds(t *testing.T) {
-	if len(AllKinds) != 14 {
+	if len(AllKinds) != 15 {
 		t.Fatalf("AllKinds has %d kinds", len(AllKinds))
 	}
 	seen := map[Kind]bool{}
