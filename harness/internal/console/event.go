@@ -96,7 +96,9 @@ type Event struct {
 	// shmem_rss_kb, total_vm_kb, pgtables_kb, uid, oom_score_adj, score,
 	// constraint (global, memcg, cpuset, mempolicy), gfp_mask, gfp_flags,
 	// order, stuck_seconds, blocked_seconds, rcu_flavor, stall, reason,
-	// location (file:line), function, detected_by, ...
+	// location (file:line), function, detected_by, blocker_pid,
+	// blocker_comm, lock, garbled (how a garbled console line was read:
+	// tail, spliced or stamp; see garbled.go), ...
 	Fields map[string]string `json:"fields,omitempty"`
 }
 

@@ -146,6 +146,13 @@ var rules = []rule{
 	{kind: HungTask, needle: "INFO: task ",
 		re: re(`^INFO: task (?P<comm>.*):(?P<pid>\d+) blocked for (?:more than )?(?P<blocked_seconds>\d+) seconds`)},
 
+	// kernel/hung_task.c of 7.0-era kernels reports a task waiting in
+	// io_schedule() as "INFO: task dd:456 blocked in I/O wait for more
+	// than 122 seconds." (seen in 2026 reports; the printk is newer than
+	// the stored sources read for issue #14).
+	{kind: HungTask, needle: "INFO: task ", fields: map[string]string{"wait": "io"},
+		re: re(`^INFO: task (?P<comm>.*):(?P<pid>\d+) blocked in I/O wait for more than (?P<blocked_seconds>\d+) seconds`)},
+
 	// kernel/hung_task.c debug_show_blocker()
 	// (CONFIG_DETECT_HUNG_TASK_BLOCKER), printed after the task dump of
 	// a hung task: the mutex owner since 6.14, the last holder of a
