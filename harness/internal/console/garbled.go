@@ -199,6 +199,9 @@ func (p *Parser) recoverUnmatched(line []byte) {
 // stamped line whose message msg (prefixes stripped, header h) matched
 // nothing. It reports whether an event rule matched.
 func (p *Parser) recoverGarbled(h header, msg []byte) bool {
+	if h.record {
+		return false
+	}
 	if n := stampFragment(msg); n > 0 {
 		h2, rest := splitPrefix(msg[n:])
 		if h2.stamped && !h2.foreign {
