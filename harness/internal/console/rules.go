@@ -114,15 +114,6 @@ var rules = []rule{
 	{kind: HardLockup, needle: "LOCKUP",
 		re: re(`^` + watchdogPrefix + `(?:CPU(?P<detected_by>\d+): )?Watchdog detected hard LOCKUP on cpu (?P<cpu>\d+)`)},
 
-	// arch/powerpc/kernel/watchdog.c (pr_fmt "watchdog: ", 4.13+): its
-	// own SMP hard-lockup detector, which reports a CPU that stopped
-	// touching the watchdog itself or, from another CPU, a list of them
-	// ("CPU 0 detected hard LOCKUP on other CPUs 2-3"; cpu is then unset).
-	{kind: HardLockup, needle: "LOCKUP",
-		re: re(`^watchdog: CPU (?P<cpu>\d+) self-detected hard LOCKUP @ (?P<function>\S+)`)},
-	{kind: HardLockup, needle: "LOCKUP",
-		re: re(`^watchdog: CPU (?P<detected_by>\d+) detected hard LOCKUP on other CPUs (?P<cpus>[\d,-]+)`)},
-
 	// kernel/rcu/tree_stall.h (tree.c in older kernels). 3.x printed the
 	// stalled CPUs on the same line ("on CPU { 2} (t=..."), later kernels
 	// on the next lines.
@@ -190,6 +181,16 @@ var rules = []rule{
 	// address 0x...: 0000 [#1]" (5.5+), prefixed "Oops: " in recent 6.x.
 	{kind: Bug, needle: "protection fault", caller: true,
 		re: re(`^(?:Oops: )?(?P<reason>general protection fault\b.*)$`)},
+
+	// arch/powerpc/kernel/watchdog.c (pr_fmt "watchdog: ", 4.13+): its
+	// own SMP hard-lockup detector, which reports a CPU that stopped
+	// touching the watchdog itself or, from another CPU, a list of them
+	// ("CPU 0 detected hard LOCKUP on other CPUs 2-3"; cpu is then unset).
+	// No other row matches these, so they sit with this series' rows.
+	{kind: HardLockup, needle: "LOCKUP",
+		re: re(`^watchdog: CPU (?P<cpu>\d+) self-detected hard LOCKUP @ (?P<function>\S+)`)},
+	{kind: HardLockup, needle: "LOCKUP",
+		re: re(`^watchdog: CPU (?P<detected_by>\d+) detected hard LOCKUP on other CPUs (?P<cpus>[\d,-]+)`)},
 
 	// kernel/panic.c __warn() since 6.19-rc1 (28ea295f941e): "WARNING:
 	// file:line at func+0x1/0x2, CPU#1: comm/2" ("WARNING: at func...,
