@@ -186,13 +186,34 @@ func stampFragment(msg []byte) int {
 // memory: Killed [ 52.000050][ C1] process 95 ..."). Lines without an
 // embedded stamp, nearly all of them, cost one scan for '['.
 func (p *Parser) recoverUnmatched(line []byte) {
-	if _, ok := findEmbedded(line); !ok {
+	if !twoStamps(line) {
 		return
 	}
 	h, msg := splitPrefix(line)
 	if h.stamped && !h.foreign {
 		p.recoverGarbled(h, trimRight(msg))
 	}
+}
+
+// twoStamps reports whether line holds at least two printk stamps: its
+// own and an embedded one. A line with one stamp, nearly every line, costs
+// a scan for '[' and needs no prefix parsing.
+func twoStamps(line []byte) bool {
+	n := 0
+	if len(line) > 0 && line[0] == '[' {
+		var h header
+		if stampBracket(line, &h) > 0 {
+			n = 1
+		}
+	}
+	for rest := line; n < 2; n++ {
+		e, ok := findEmbedded(rest)
+		if !ok {
+			return false
+		}
+		rest = rest[e.end-1:]
+	}
+	return true
 }
 
 // recoverGarbled tries the rule described at the top of this file on a
