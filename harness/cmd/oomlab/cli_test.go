@@ -150,7 +150,7 @@ func TestBuiltinSets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(b.SetNames(), ",") != "quick,patches,selftest,sweep" {
+	if strings.Join(b.SetNames(), ",") != "quick,patches,selftest,cost,sweep" {
 		t.Errorf("sets %v", b.SetNames())
 	}
 }

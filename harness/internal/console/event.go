@@ -46,6 +46,12 @@ const (
 	// processes failed after 20.003 seconds (1 tasks refusing to freeze,
 	// wq_busy=0):" (also "aborted", and 3.x/4.x "Freezing of tasks failed").
 	FreezeFailed Kind = "freeze_failed"
+	// HungTaskBlocker names the lock owner of a hung task (6.14+
+	// CONFIG_DETECT_HUNG_TASK_BLOCKER: "INFO: task A:1 is blocked on a
+	// mutex likely owned by task B:2."). It follows the task's hung_task
+	// event and is not a lockup of its own: PID/Comm are the blocked task,
+	// fields blocker_pid, blocker_comm and lock name the owner and lock.
+	HungTaskBlocker Kind = "hung_task_blocker"
 )
 
 // AllKinds lists every Kind the parser can emit.
@@ -53,6 +59,7 @@ var AllKinds = []Kind{
 	OOMInvoked, OOMKill, OOMReaped, OOMReapFailed, HandedOver,
 	SoftLockup, HardLockup, RCUStall, HungTask,
 	Panic, Bug, Warning, TaskExit, StressStart, Marker, FreezeFailed,
+	HungTaskBlocker,
 }
 
 // IsLockup reports whether k means that a CPU or a task made no progress.
@@ -97,7 +104,9 @@ type Event struct {
 	// shmem_rss_kb, total_vm_kb, pgtables_kb, uid, oom_score_adj, score,
 	// constraint (global, memcg, cpuset, mempolicy), gfp_mask, gfp_flags,
 	// order, stuck_seconds, blocked_seconds, rcu_flavor, stall, reason,
-	// location (file:line), function, detected_by, ...
+	// location (file:line), function, detected_by, blocker_pid,
+	// blocker_comm, lock, garbled (how a garbled console line was read:
+	// tail, spliced or stamp; see garbled.go), ...
 	Fields map[string]string `json:"fields,omitempty"`
 }
 

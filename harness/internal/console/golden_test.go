@@ -108,6 +108,13 @@ func TestLogSummaries(t *testing.T) {
 		"bug-4.14":             {Bug: 4, Warning: 1, Panic: 1},
 		"lkml-pastes":          {HungTask: 1, RCUStall: 3, SoftLockup: 1, HardLockup: 1, Panic: 1, Warning: 1, OOMKill: 1, Bug: 1},
 		"formats":              {SoftLockup: 4, HungTask: 6, Panic: 4, OOMKill: 3, OOMReaped: 1, Bug: 1, HardLockup: 1},
+		// Issue #14 part 5: the newest kernels' forms and garbled prefixes.
+		"hung-task-blocker-6.17":  {HungTask: 8, HungTaskBlocker: 8, Panic: 1},
+		"hung-task-io-7.0":        {HungTask: 2, HungTaskBlocker: 1},
+		"warning-6.19":            {Warning: 4, Panic: 1},
+		"hardlockup-powerpc-6.12": {HardLockup: 2, Panic: 1},
+		"oom-allocating-6.12":     {OOMInvoked: 2, OOMKill: 2, OOMReaped: 1},
+		"garbled-6.12":            {SoftLockup: 1, RCUStall: 1, HungTask: 2, OOMReaped: 1, OOMKill: 1, Panic: 1},
 	}
 	seen := map[string]bool{}
 	for _, log := range logFiles(t) {

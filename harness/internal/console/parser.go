@@ -39,7 +39,8 @@ type Parser struct {
 	// line of the last hard_lockup event, 0 if none.
 	lastHardLockup int
 
-	scratch []byte
+	scratch  []byte
+	scratch2 []byte // garbled.go's spliced message
 }
 
 // NewParser returns a Parser at line 0.
@@ -70,18 +71,24 @@ func (p *Parser) Feed(line []byte) []Event {
 	}
 	mask := filter.match(line)
 	if mask == 0 {
+		p.recoverUnmatched(line)
 		return p.take()
 	}
 	h, msg := splitPrefix(line)
 	if h.foreign {
 		return p.take()
 	}
-	if !p.match(h, trimRight(msg), mask) && !h.stamped {
-		// A kernel message glued to the end of a userspace line
-		// that had no newline yet.
-		if i := embeddedStamp(msg); i > 0 {
-			h, msg = splitPrefix(msg[i:])
-			p.match(h, trimRight(msg), mask)
+	if !p.match(h, trimRight(msg), mask) {
+		if !h.stamped {
+			// A kernel message glued to the end of a userspace
+			// line that had no newline yet.
+			if i := embeddedStamp(msg); i > 0 {
+				h, msg = splitPrefix(msg[i:])
+				p.match(h, trimRight(msg), mask)
+			}
+		} else {
+			// Another CPU's prefix inside this one (garbled.go).
+			p.recoverGarbled(h, trimRight(msg))
 		}
 	}
 	return p.take()

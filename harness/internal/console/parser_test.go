@@ -407,7 +407,7 @@ func TestContextBounded(t *testing.T) {
 }
 
 func TestKinds(t *testing.T) {
-	if len(AllKinds) != 16 {
+	if len(AllKinds) != 17 {
 		t.Fatalf("AllKinds has %d kinds", len(AllKinds))
 	}
 	seen := map[Kind]bool{}

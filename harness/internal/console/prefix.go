@@ -15,7 +15,11 @@ type header struct {
 	stamped bool
 	// foreign is set for a syslog line from a program other than the
 	// kernel; it must never yield an event.
-	foreign   bool
+	foreign bool
+	// record is set when a prefix shows that the line is a whole printk
+	// record read back (/dev/kmsg, syslog, journal, dmesg -x), which
+	// other CPUs' output cannot have cut, unlike a console line.
+	record    bool
 	callerCPU int // from [ Cn], -1 if none
 	callerPID int // from [ Tn], -1 if none
 }
@@ -45,7 +49,9 @@ func splitPrefix(line []byte) (h header, msg []byte) {
 			n = h.bracket(msg)
 			if n > 0 {
 				// journalctl -o short-monotonic: "[ 12.3] host kernel: msg".
-				n += hostKernel(msg[n:])
+				k := hostKernel(msg[n:])
+				n += k
+				h.record = h.record || k > 0
 			}
 		case isDigit(c):
 			if n = h.kmsg(msg); n == 0 {
@@ -55,6 +61,7 @@ func splitPrefix(line []byte) (h header, msg []byte) {
 					n += hostKernel(msg[n:])
 				}
 			}
+			h.record = h.record || n > 0
 		case 'A' <= c && c <= 'Z':
 			if n = syslogDate(msg); n > 0 {
 				// "Nov 23 10:00:00 host kernel: msg" (syslog,
@@ -66,9 +73,11 @@ func splitPrefix(line []byte) (h header, msg []byte) {
 					return h, msg
 				}
 				n += k
+				h.record = true
 			}
 		case 'a' <= c && c <= 'z':
 			n = dmesgDecode(msg)
+			h.record = h.record || n > 0
 		}
 		if n == 0 {
 			break

@@ -147,6 +147,29 @@ var rules = []rule{
 	{kind: HungTask, needle: "INFO: task ",
 		re: re(`^INFO: task (?P<comm>.*):(?P<pid>\d+) blocked for (?:more than )?(?P<blocked_seconds>\d+) seconds`)},
 
+	// kernel/hung_task.c of 7.0-era kernels reports a task waiting in
+	// io_schedule() as "INFO: task dd:456 blocked in I/O wait for more
+	// than 122 seconds." (seen in 2026 reports; the printk is newer than
+	// the stored sources read for issue #14).
+	{kind: HungTask, needle: "INFO: task ", fields: map[string]string{"wait": "io"},
+		re: re(`^INFO: task (?P<comm>.*):(?P<pid>\d+) blocked in I/O wait for more than (?P<blocked_seconds>\d+) seconds`)},
+
+	// kernel/hung_task.c debug_show_blocker()
+	// (CONFIG_DETECT_HUNG_TASK_BLOCKER), printed after the task dump of
+	// a hung task: the mutex owner since 6.14, the last holder of a
+	// semaphore since 6.16 (no "is"), the owner of an rw-semaphore since
+	// 6.16 with how each side holds it ("<reader>"/"<writer>"). comm is
+	// arbitrary, so both ends of the line are anchored.
+	{kind: HungTaskBlocker, needle: "INFO: task ", fields: map[string]string{"lock": "mutex"},
+		re: re(`^INFO: task (?P<comm>.*?):(?P<pid>\d+) is blocked on a mutex likely owned by task (?P<blocker_comm>.*?):(?P<blocker_pid>\d+)\.?$`)},
+	{kind: HungTaskBlocker, needle: "INFO: task ", fields: map[string]string{"lock": "semaphore"},
+		re: re(`^INFO: task (?P<comm>.*?):(?P<pid>\d+) blocked on a semaphore likely last held by task (?P<blocker_comm>.*?):(?P<blocker_pid>\d+)\.?$`)},
+	{kind: HungTaskBlocker, needle: "INFO: task ", fields: map[string]string{"lock": "rw-semaphore"},
+		re: re(`^INFO: task (?P<comm>.*?):(?P<pid>\d+) <(?P<blocked_as>reader|writer)> blocked on an rw-semaphore likely owned by task (?P<blocker_comm>.*?):(?P<blocker_pid>\d+) <(?P<blocker_holds_as>reader|writer)>$`)},
+	// The same, when the owner cannot be found: lock only.
+	{kind: HungTaskBlocker, needle: "INFO: task ",
+		re: re(`^INFO: task (?P<comm>.*?):(?P<pid>\d+) is blocked on (?:a |an )(?P<lock>mutex|semaphore|rw-semaphore), but the (?:owner|last holder) is not found\.?$`)},
+
 	// kernel/panic.c panic(), all versions. The "---[ end Kernel panic"
 	// trailer does not match the anchor.
 	{kind: Panic, needle: "Kernel panic", caller: true,
@@ -169,6 +192,23 @@ var rules = []rule{
 	{kind: Bug, needle: "protection fault", caller: true,
 		re: re(`^(?:Oops: )?(?P<reason>general protection fault\b.*)$`)},
 
+	// arch/powerpc/kernel/watchdog.c (pr_fmt "watchdog: ", 4.13+): its
+	// own SMP hard-lockup detector, which reports a CPU that stopped
+	// touching the watchdog itself or, from another CPU, a list of them
+	// ("CPU 0 detected hard LOCKUP on other CPUs 2-3"; cpu is then unset).
+	// No other row matches these, so they sit with this series' rows.
+	{kind: HardLockup, needle: "LOCKUP",
+		re: re(`^watchdog: CPU (?P<cpu>\d+) self-detected hard LOCKUP @ (?P<function>\S+)`)},
+	{kind: HardLockup, needle: "LOCKUP",
+		re: re(`^watchdog: CPU (?P<detected_by>\d+) detected hard LOCKUP on other CPUs (?P<cpus>[\d,-]+)`)},
+
+	// kernel/panic.c __warn() since 6.19-rc1 (28ea295f941e): "WARNING:
+	// file:line at func+0x1/0x2, CPU#1: comm/2" ("WARNING: at func...,
+	// CPU#1: comm/2" without CONFIG_DEBUG_BUGVERBOSE). Before the older
+	// row, which would take the second form's "func+0x1/0x2," as the
+	// function. The comma before CPU# was missing in the posted RFC.
+	{kind: Warning, needle: "WARNING",
+		re: re(`^WARNING: (?:(?P<location>\S+:\d+) )?at (?P<function>\S+?),? CPU#(?P<cpu>\d+): (?P<comm>.*)/(?P<pid>\d+)$`)},
 	// kernel/panic.c __warn(): "WARNING: CPU: 1 PID: 2 at file:line
 	// func+0x1/0x2" since 3.x (without file:line when
 	// !CONFIG_DEBUG_BUGVERBOSE); "WARNING: at file:line func()" before.
