@@ -111,7 +111,7 @@ func newRunCmd() *cobra.Command {
 				fmt.Println()
 				grid.Table(os.Stdout, rec)
 			}
-			fmt.Printf("\nresults: %s/run.json\n", env.Dir)
+			fmt.Printf("\nresults: %s/run.json\nreport:  %s/report.html\n", env.Dir, env.Dir)
 			switch rec.Verdict {
 			case results.Fail:
 				return errExpectation
