@@ -89,27 +89,10 @@ int main(int argc, char **argv)
 		done += chunk_mb;
 	}
 
-	if (nice_only) {
-		if (setpriority(PRIO_PROCESS, 0, 19))
-			perror("idlevictim: setpriority");
-	} else {
-		struct sched_param sp = { .sched_priority = 0 };
-
-		if (sched_setscheduler(0, SCHED_IDLE, &sp)) {
-			perror("idlevictim: sched_setscheduler SCHED_IDLE");
-			return 1;
-		}
-	}
-	if (cpu >= 0) {
-		cpu_set_t set;
-
-		CPU_ZERO(&set);
-		CPU_SET(cpu, &set);
-		if (sched_setaffinity(0, sizeof(set), &set)) {
-			perror("idlevictim: sched_setaffinity");
-			return 1;
-		}
-	}
+	if (nice_only && setpriority(PRIO_PROCESS, 0, 19))
+		perror("idlevictim: setpriority");
+	if (starve_self("idlevictim", !nice_only, cpu))
+		return 1;
 
 	kmsg("idlevictim %d ready mb=%ld cpu=%ld policy=%s\n", getpid(), done,
 	     cpu, nice_only ? "nice19" : "idle");

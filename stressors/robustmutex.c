@@ -126,24 +126,8 @@ static int owner(long mb, long chunk_mb, long cpu, long idle, long hold)
 			return 1;
 		}
 	}
-	if (idle) {
-		struct sched_param sp = { .sched_priority = 0 };
-
-		if (sched_setscheduler(0, SCHED_IDLE, &sp)) {
-			perror("robustmutex: sched_setscheduler SCHED_IDLE");
-			return 1;
-		}
-	}
-	if (cpu >= 0) {
-		cpu_set_t set;
-
-		CPU_ZERO(&set);
-		CPU_SET(cpu, &set);
-		if (sched_setaffinity(0, sizeof(set), &set)) {
-			perror("robustmutex: sched_setaffinity");
-			return 1;
-		}
-	}
+	if (starve_self("robustmutex", idle, cpu))
+		return 1;
 	kmsg("robustmutex %d ready mb=%ld cpu=%ld idle=%ld\n", getpid(), mb,
 	     cpu, idle);
 	printf("robustmutex %d owner ready mb=%ld cpu=%ld idle=%ld\n", getpid(),

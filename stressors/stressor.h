@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,6 +227,34 @@ static inline int set_oom_score_adj(const char *path, long val)
 	n = syscall(SYS_write, fd, s, buf + sizeof(buf) - s);
 	syscall(SYS_close, fd);
 	return n < 0 ? -1 : 0;
+}
+
+/*
+ * Make the caller SCHED_IDLE and/or pin it to one CPU (cpu < 0: leave the
+ * affinity alone), the way OOM victims starved by a real-time hog are set
+ * up. Prints "<prog>: ..." and returns -1 on failure.
+ */
+static inline int starve_self(const char *prog, int idle, long cpu)
+{
+	if (idle) {
+		struct sched_param sp = { .sched_priority = 0 };
+
+		if (sched_setscheduler(0, SCHED_IDLE, &sp)) {
+			fprintf(stderr, "%s: sched_setscheduler SCHED_IDLE: %s\n", prog, strerror(errno));
+			return -1;
+		}
+	}
+	if (cpu >= 0) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		if (sched_setaffinity(0, sizeof(set), &set)) {
+			fprintf(stderr, "%s: sched_setaffinity: %s\n", prog, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
 }
 
 #endif
