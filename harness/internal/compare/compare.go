@@ -37,16 +37,22 @@ type Row struct {
 	metrics.Comparison
 }
 
-// Reason is the one-line explanation of a row, for the verdict.
-func (r Row) Reason() string {
-	ref, v := r.Reference, r.Variant
+// Labels names the two sides of a row (prefixed by their runs when two
+// runs are compared) and formats its p-value ("-" when there is none).
+func (r Row) Labels() (ref, variant, p string) {
+	ref, variant, p = r.Reference, r.Variant, "-"
 	if r.RefRun != "" {
-		ref, v = r.RefRun+":"+ref, r.VarRun+":"+v
+		ref, variant = r.RefRun+":"+ref, r.VarRun+":"+variant
 	}
-	p := "-"
 	if r.P != nil {
 		p = fmt.Sprintf("%.3g", *r.P)
 	}
+	return ref, variant, p
+}
+
+// Reason is the one-line explanation of a row, for the verdict.
+func (r Row) Reason() string {
+	ref, v, p := r.Labels()
 	return fmt.Sprintf("%s: %s is %s than %s on %s (%s, p = %s < %.2g)",
 		r.Scenario, v, strings.ToUpper(string(r.Verdict)), ref, r.Figure, r.Test, p, r.Alpha)
 }

@@ -69,14 +69,7 @@ func Comparisons(w io.Writer, rep compare.Report) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tFIGURE\tREFERENCE\tVARIANT\tREF\tVAR\tRATIO [95% CI]\tp\tTEST\tVERDICT")
 	for _, r := range rep.Rows {
-		ref, v := r.Reference, r.Variant
-		if r.RefRun != "" {
-			ref, v = r.RefRun+":"+ref, r.VarRun+":"+v
-		}
-		p := "-"
-		if r.P != nil {
-			p = fmt.Sprintf("%.3g", *r.P)
-		}
+		ref, v, p := r.Labels()
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Scenario, r.Figure, ref, v,
 			side(r.RefSide), side(r.VarSide), r.Ratio.String(), p, r.Test, strings.ToUpper(string(r.Verdict)))
 	}
