@@ -76,7 +76,11 @@ func Evaluate(expect map[string]string, f Figures) []string {
 			continue
 		}
 		if !c.Holds(v) {
-			fails = append(fails, fmt.Sprintf("%s = %g, expected %s", name, v, c))
+			shown := strconv.FormatFloat(v, 'g', 6, 64)
+			if fig := Lookup(name); fig != nil {
+				shown = fig.Format(v)
+			}
+			fails = append(fails, fmt.Sprintf("%s = %s, expected %s", name, shown, c))
 		}
 	}
 	return fails

@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -268,8 +267,10 @@ func (fig *Figure) Format(v float64) string {
 		return strconv.FormatFloat(v, 'f', 2, 64)
 	case Bool:
 		return strconv.FormatBool(v != 0)
+	case Millis:
+		return strconv.FormatFloat(v, 'f', 1, 64)
 	}
-	return fmt.Sprintf("%g", v)
+	return strconv.FormatFloat(v, 'g', 6, 64)
 }
 
 // Summary is the figures of the one-line summary of a run, in order.

@@ -445,11 +445,8 @@ func HTML(w io.Writer, r *results.Run, dir string) error {
 			for _, m := range res.Failures {
 				fails = append(fails, fmt.Sprintf("FAIL %s#%d: %s", res.Variant, res.Repeat, m))
 			}
-			for _, rr := range res.Rounds {
-				for _, m := range rr.Failures {
-					fails = append(fails, fmt.Sprintf("FAIL %s#%d round %d: %s", res.Variant, res.Repeat, rr.Round, m))
-				}
-			}
+			// A round's failures are among the result's already, as
+			// "round N: ...".
 			if res.Error != "" {
 				fails = append(fails, fmt.Sprintf("ERROR %s#%d: %s", res.Variant, res.Repeat, res.Error))
 			}
