@@ -93,21 +93,23 @@ func TestGolden(t *testing.T) {
 // golden files, so a careless -update cannot hide a regression there.
 func TestLogSummaries(t *testing.T) {
 	want := map[string]map[Kind]int{
-		"negatives":            {},
-		"oom-6.12":             {OOMInvoked: 2, OOMKill: 3, OOMReaped: 2, OOMReapFailed: 1, HandedOver: 1},
-		"oom-4.19":             {OOMInvoked: 2, OOMKill: 6, OOMReaped: 2, OOMReapFailed: 1, HungTask: 1},
-		"oom-4.9-syslog":       {OOMInvoked: 1, OOMKill: 2, OOMReaped: 1},
-		"softlockup-6.12":      {SoftLockup: 3, RCUStall: 1, Panic: 1},
-		"hardlockup-6.12":      {HardLockup: 1, Panic: 1},
-		"hardlockup-buddy-6.6": {HardLockup: 1},
-		"lockup-4.9":           {SoftLockup: 1, HardLockup: 1, Panic: 1},
-		"rcu-stall-4.14":       {RCUStall: 5},
-		"rcu-stall-6.12":       {RCUStall: 5},
-		"hung-task-5.10":       {HungTask: 3, Panic: 1},
-		"syzkaller-6.x":        {Warning: 3, Panic: 1, Bug: 9, RCUStall: 1},
-		"bug-4.14":             {Bug: 4, Warning: 1, Panic: 1},
-		"lkml-pastes":          {HungTask: 1, RCUStall: 3, SoftLockup: 1, HardLockup: 1, Panic: 1, Warning: 1, OOMKill: 1, Bug: 1},
-		"formats":              {SoftLockup: 4, HungTask: 6, Panic: 4, OOMKill: 3, OOMReaped: 1, Bug: 1, HardLockup: 1},
+		"negatives":                {},
+		"oom-6.12":                 {OOMInvoked: 2, OOMKill: 3, OOMReaped: 2, OOMReapFailed: 1, HandedOver: 1},
+		"oom-4.19":                 {OOMInvoked: 2, OOMKill: 6, OOMReaped: 2, OOMReapFailed: 1, HungTask: 1},
+		"oom-4.9-syslog":           {OOMInvoked: 1, OOMKill: 2, OOMReaped: 1},
+		"softlockup-6.12":          {SoftLockup: 3, RCUStall: 1, Panic: 1},
+		"hardlockup-6.12":          {HardLockup: 1, Panic: 1},
+		"hardlockup-buddy-6.6":     {HardLockup: 1},
+		"lockup-4.9":               {SoftLockup: 1, HardLockup: 1, Panic: 1},
+		"rcu-stall-4.14":           {RCUStall: 5, RCUKthreadStarved: 1},
+		"rcu-stall-6.12":           {RCUStall: 5, RCUKthreadStarved: 1},
+		"hung-task-5.10":           {HungTask: 3, Panic: 1},
+		"syzkaller-6.x":            {Warning: 3, Panic: 1, Bug: 8, WorkqueueLockup: 1, RCUStall: 1},
+		"workqueue-lockup-6.12":    {WorkqueueLockup: 3, StressStart: 1},
+		"rcu-kthread-starved-6.12": {RCUStall: 1, RCUKthreadStarved: 2, StressStart: 1},
+		"bug-4.14":                 {Bug: 4, Warning: 1, Panic: 1},
+		"lkml-pastes":              {HungTask: 1, RCUStall: 3, SoftLockup: 1, HardLockup: 1, Panic: 1, Warning: 1, OOMKill: 1, Bug: 1},
+		"formats":                  {SoftLockup: 4, HungTask: 6, Panic: 4, OOMKill: 3, OOMReaped: 1, Bug: 1, HardLockup: 1},
 	}
 	seen := map[string]bool{}
 	for _, log := range logFiles(t) {

@@ -389,7 +389,7 @@ func TestContextBounded(t *testing.T) {
 }
 
 func TestKinds(t *testing.T) {
-	if len(AllKinds) != 14 {
+	if len(AllKinds) != 16 {
 		t.Fatalf("AllKinds has %d kinds", len(AllKinds))
 	}
 	seen := map[Kind]bool{}
@@ -403,7 +403,7 @@ func TestKinds(t *testing.T) {
 			lockups++
 		}
 	}
-	if lockups != 4 || !HungTask.IsLockup() || !RCUStall.IsLockup() || OOMKill.IsLockup() || Panic.IsLockup() {
+	if lockups != 6 || !WorkqueueLockup.IsLockup() || !RCUKthreadStarved.IsLockup() || !SilentHang.IsLockup() || AgentLost.IsLockup() || OOMKill.IsLockup() || Panic.IsLockup() {
 		t.Errorf("IsLockup is wrong (%d lockup kinds)", lockups)
 	}
 	for _, r := range rules {
