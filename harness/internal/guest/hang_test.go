@@ -95,7 +95,9 @@ func TestHungGuestCallsEndWithContext(t *testing.T) {
 				start := time.Now()
 				err := call(ctx)
 				cancel()
-				if d := time.Since(start); d > 300*time.Millisecond+2*endGrace+500*time.Millisecond {
+				// Bounded, not forever (the bug); the slack is for a
+				// loaded machine.
+				if d := time.Since(start); d > 300*time.Millisecond+2*endGrace+5*time.Second {
 					t.Errorf("%s returned after %v", name, d)
 				}
 				if err == nil || !errors.Is(err, context.DeadlineExceeded) {
