@@ -495,14 +495,24 @@ type session struct {
 	// watchdog is the host watchdog's time (0: off); see watch.
 	watchdog time.Duration
 
-	mu       sync.Mutex
-	hang     *console.Event // the watchdog's finding, once it has one
-	timedOut bool           // a stress phase was cut by the scenario timeout
+	mu        sync.Mutex
+	detecting chan struct{}  // set when the watchdog found a hang, closed once hang is set
+	hang      *console.Event // the watchdog's finding, once it has one
+	timedOut  bool           // a stress phase was cut by the scenario timeout
 }
 
 // finding is the watchdog's finding (silent_hang, agent_lost), nil while
-// it has none.
+// it has none. While the watchdog collects its evidence (a few seconds)
+// it waits for it, so that a phase ending meanwhile is not taken for a
+// healthy one.
 func (g *session) finding() *console.Event {
+	g.mu.Lock()
+	ch := g.detecting
+	g.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	<-ch
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.hang

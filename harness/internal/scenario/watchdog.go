@@ -49,10 +49,15 @@ func (g *session) watch(ctx context.Context, wd *vm.Watchdog, hung context.Cance
 			if finding == vm.Alive {
 				continue
 			}
+			found := make(chan struct{})
+			g.mu.Lock()
+			g.detecting = found
+			g.mu.Unlock()
 			ev := g.evidence(wctx, finding, since, wd.Timeout)
 			g.mu.Lock()
 			g.hang = &ev
 			g.mu.Unlock()
+			close(found)
 			g.events.add(ev)
 			hung(errHang)
 			return
