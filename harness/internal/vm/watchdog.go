@@ -32,10 +32,12 @@ type Finding string
 // Findings of Check.
 const (
 	Alive Finding = ""
-	// SilentHang: no console output and no agent heartbeat for Timeout.
+	// SilentHang: no agent heartbeat for Timeout and no console output
+	// in the second half of it.
 	SilentHang Finding = "silent_hang"
 	// AgentLost: no agent heartbeat for Timeout while the console still
-	// printed (a kernel reporting lockups, a livelock in user space).
+	// printed in the second half of it (a kernel reporting lockups, a
+	// livelock in user space).
 	AgentLost Finding = "agent_lost"
 )
 
@@ -65,14 +67,17 @@ func (w *Watchdog) Heartbeat(t time.Time) {
 // Check says what is wrong at now and since when the agent has been
 // silent (the zero time when it is Alive). The agent is what decides: a
 // healthy idle guest prints nothing for minutes, but its agent answers
-// every sampling interval.
+// every sampling interval. The console counts as alive when it printed in
+// the second half of the agent's silence: what a guest prints as it goes
+// quiet (the busy loop's own start line, printed a moment after the
+// agent's last sample) is part of the hang, not a sign of life.
 func (w *Watchdog) Check(now time.Time) (Finding, time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.Timeout <= 0 || now.Sub(w.agent) < w.Timeout {
 		return Alive, time.Time{}
 	}
-	if now.Sub(w.console) < w.Timeout {
+	if now.Sub(w.console) < w.Timeout/2 {
 		return AgentLost, w.agent
 	}
 	return SilentHang, w.agent

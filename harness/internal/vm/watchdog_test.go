@@ -29,12 +29,21 @@ func TestWatchdogCheck(t *testing.T) {
 	if f, since := w.Check(at(40.5)); f != AgentLost || !since.Equal(at(29.75)) {
 		t.Errorf("agent quiet 10.75 s, console alive: %q since %v", f, since)
 	}
-	// The console goes quiet too: silent hang.
-	if f, _ := w.Check(at(52)); f != AgentLost {
-		t.Errorf("console quiet 9 s: %q", f)
+	// The console goes quiet too (its last line at 43 s): a silent hang
+	// once it has been quiet for half the timeout.
+	if f, _ := w.Check(at(47.9)); f != AgentLost {
+		t.Errorf("console quiet 4.9 s: %q", f)
 	}
-	if f, since := w.Check(at(53.5)); f != SilentHang || !since.Equal(at(29.75)) {
+	if f, since := w.Check(at(48.1)); f != SilentHang || !since.Equal(at(29.75)) {
 		t.Errorf("both quiet: %q since %v", f, since)
+	}
+	// What the guest printed as it went quiet is part of the hang: the
+	// agent's last beat at 60 s, the busy loop's start line at 60.5 s.
+	w2 := NewWatchdog(10*time.Second, at(0))
+	w2.Heartbeat(at(60))
+	w2.Console(at(60.5))
+	if f, _ := w2.Check(at(70.1)); f != SilentHang {
+		t.Errorf("a line right after the last heartbeat: %q", f)
 	}
 	// An older stamp does not move time back.
 	w.Heartbeat(at(1))
