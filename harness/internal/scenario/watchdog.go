@@ -53,7 +53,8 @@ func (g *session) watch(ctx context.Context, wd *vm.Watchdog, hung context.Cance
 			g.mu.Lock()
 			g.detecting = found
 			g.mu.Unlock()
-			ev := g.evidence(wctx, finding, since, wd.Timeout)
+			_, conQuiet := wd.Quiet(time.Now())
+			ev := g.evidence(wctx, finding, since, conQuiet, wd.Timeout)
 			g.mu.Lock()
 			g.hang = &ev
 			g.mu.Unlock()
@@ -91,13 +92,13 @@ var cpuComm = regexp.MustCompile(`CPU: (\d+) (?:UID: \d+ )?PID: (\d+) Comm: (\S+
 // the next capture time, and makes the watchdog's event of them: kind
 // silent_hang or agent_lost, the lines in Fields["backtrace"], what ran on
 // each CPU in Fields["cpus"] ("0:rthog/85 1:rthog/86").
-func (g *session) evidence(ctx context.Context, finding vm.Finding, since time.Time, timeout time.Duration) console.Event {
+func (g *session) evidence(ctx context.Context, finding vm.Finding, since time.Time, conQuiet, timeout time.Duration) console.Event {
 	quiet := time.Since(since)
-	what := "no console output and no agent heartbeat"
+	what := fmt.Sprintf("no agent heartbeat for %.1fs, no console output for %.1fs", quiet.Seconds(), conQuiet.Seconds())
 	if finding == vm.AgentLost {
-		what = "no agent heartbeat (the console still printed)"
+		what = fmt.Sprintf("no agent heartbeat for %.1fs (the console printed %.1fs ago)", quiet.Seconds(), conQuiet.Seconds())
 	}
-	g.logf("%s: host watchdog: %s for %.1fs: %s; asking the guest for backtraces", g.base, what, quiet.Seconds(), finding)
+	g.logf("%s: host watchdog: %s: %s; asking the guest for backtraces", g.base, what, finding)
 	g.events.startTap(maxEvidenceLines)
 	var asked, failed []string
 	for _, st := range evidenceSteps {
@@ -111,12 +112,13 @@ func (g *session) evidence(ctx context.Context, finding vm.Finding, since time.T
 	lines := g.events.stopTap()
 	ev := console.Event{
 		Kind: console.Kind(finding),
-		Text: fmt.Sprintf("host watchdog: %s for %.1fs (watchdog %s)", what, quiet.Seconds(), timeout),
+		Text: fmt.Sprintf("host watchdog: %s (watchdog %s)", what, timeout),
 		Fields: map[string]string{
-			"quiet_s":    strconv.FormatFloat(quiet.Seconds(), 'f', 1, 64),
-			"watchdog_s": strconv.FormatFloat(timeout.Seconds(), 'f', 0, 64),
-			"asked":      strings.Join(asked, " "),
-			"backtrace":  strings.Join(lines, "\n"),
+			"quiet_s":         strconv.FormatFloat(quiet.Seconds(), 'f', 1, 64),
+			"console_quiet_s": strconv.FormatFloat(conQuiet.Seconds(), 'f', 1, 64),
+			"watchdog_s":      strconv.FormatFloat(timeout.Seconds(), 'f', 0, 64),
+			"asked":           strings.Join(asked, " "),
+			"backtrace":       strings.Join(lines, "\n"),
 		},
 	}
 	if len(failed) > 0 {

@@ -132,7 +132,7 @@ func TestWatchdogAgentLost(t *testing.T) {
 	}
 	figures(r, sc, ts.events, f)
 	ev := hangEvent(t, r.Events, console.AgentLost)
-	if !strings.Contains(ev.Text, "the console still printed") || r.Figures.ByKind["silent_hang"] != 0 || r.Figures.ByKind["agent_lost"] != 1 {
+	if !strings.Contains(ev.Text, "the console printed") || r.Figures.ByKind["silent_hang"] != 0 || r.Figures.ByKind["agent_lost"] != 1 {
 		t.Errorf("event %+v, figures %+v", ev, r.Figures.ByKind)
 	}
 	if len(ts.fm.Asked()) != 3 {

@@ -83,6 +83,13 @@ func (w *Watchdog) Check(now time.Time) (Finding, time.Time) {
 	return SilentHang, w.agent
 }
 
+// Quiet is how long the agent and the console have been quiet at now.
+func (w *Watchdog) Quiet(now time.Time) (agent, console time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return now.Sub(w.agent), now.Sub(w.console)
+}
+
 // Sysrq sends a magic sysrq key to the guest over its serial console: a
 // BREAK (the stdio mux's "C-a b") and, 300 ms later, the key, which the
 // kernel's 8250 driver hands to the sysrq handler in interrupt context
