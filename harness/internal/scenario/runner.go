@@ -178,7 +178,7 @@ func newEventLog() *eventLog { return &eventLog{parser: console.NewParser()} }
 func (l *eventLog) line(b []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.wd != nil {
+	if l.wd != nil && !timingNoise(b) {
 		l.wd.Console(time.Now())
 	}
 	if l.tapOn && len(l.tap) < l.tapMax {

@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,28 @@ const (
 	maxEvidenceLines = 400
 	maxEvidenceLine  = 240
 )
+
+// timingNotes are what a guest kernel prints when the host is slow (TCG
+// on a loaded machine): "hrtimer: interrupt took 31518244 ns", the
+// clocksource watchdog marking the TSC unstable. Printed from interrupt
+// context by a kernel that is otherwise silent, they are no sign of life
+// for the watchdog.
+var timingNotes = [][]byte{
+	[]byte("hrtimer: interrupt took "),
+	[]byte("clocksource: "),
+	[]byte("tsc: Marking TSC unstable"),
+	[]byte("sched_clock: Marking unstable"),
+}
+
+// timingNoise says whether a console line is one of the timingNotes.
+func timingNoise(line []byte) bool {
+	for _, n := range timingNotes {
+		if bytes.Contains(line, n) {
+			return true
+		}
+	}
+	return false
+}
 
 // watch runs the host watchdog until the returned stop is called: every
 // watchTick it asks wd; on a finding it collects the guest's evidence

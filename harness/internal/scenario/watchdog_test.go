@@ -108,6 +108,35 @@ func TestWatchdogSilentHang(t *testing.T) {
 	}
 }
 
+// TestWatchdogTimingNoise: a loaded host makes a hung guest print
+// "hrtimer: interrupt took ..." now and then; that is no console alive.
+func TestWatchdogTimingNoise(t *testing.T) {
+	sc := stressScenario()
+	sh := &fakeShell{}
+	ts := watchedSession(t, sc, sh, 300*time.Millisecond)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				ts.fm.print("[   18.224029][    C1] hrtimer: interrupt took 31518244 ns",
+					"[   18.300000][    C0] clocksource: timekeeping watchdog on CPU0: Marking clocksource 'tsc' as unstable because the skew is too large:")
+			}
+		}
+	}()
+	r, f, err := ts.run(t, context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	figures(r, sc, ts.events, f)
+	if r.Figures.ByKind["silent_hang"] != 1 {
+		t.Errorf("by kind %v", r.Figures.ByKind)
+	}
+}
+
 // TestWatchdogAgentLost: the agent stops answering while the kernel keeps
 // printing (lockup reports): agent_lost, with the evidence all the same.
 func TestWatchdogAgentLost(t *testing.T) {
