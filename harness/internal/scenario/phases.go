@@ -344,10 +344,11 @@ func stopStressors(ctx context.Context, procs []*proc, wait time.Duration) []res
 			p.p.Close()
 		}
 	}
-	wctx, cancel := context.WithTimeout(ctx, wait)
+	wctx, wait := ctx, wait
 	if ctx.Err() != nil {
-		wctx, cancel = context.WithTimeout(context.Background(), min(wait, stopGraceLate))
+		wctx, wait = context.Background(), min(wait, stopGraceLate)
 	}
+	wctx, cancel := context.WithTimeout(wctx, wait)
 	defer cancel()
 	var out []results.StressorExit
 	for i, p := range procs {
