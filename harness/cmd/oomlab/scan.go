@@ -18,7 +18,7 @@ func newScanCmd() *cobra.Command {
 		Short: "parse kernel logs (console, dmesg, LKML pastes) and print events as JSON lines",
 		Long: "scan reads kernel logs from files or stdin and prints one JSON object per event:\n" +
 			`{"kind":..., "line":N, "time":seconds-or-null, "cpu":..., "pid":..., "comm":..., "text":...}` + "\n" +
-			"Kinds: oom_invoked oom_kill oom_reaped oom_reap_failed handed_over soft_lockup hard_lockup rcu_stall hung_task hung_task_blocker panic bug warning,\n" +
+			"Kinds: oom_invoked oom_kill oom_reaped oom_reap_failed handed_over soft_lockup hard_lockup rcu_stall hung_task hung_task_blocker workqueue_lockup rcu_kthread_starved panic bug warning,\n" +
 			"and oomlab's own markers task_exit and stress_start.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {

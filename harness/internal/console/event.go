@@ -27,6 +27,29 @@ const (
 	Panic         Kind = "panic"           // "Kernel panic - not syncing: reason"
 	Bug           Kind = "bug"             // "BUG: ...", "kernel BUG at file:line!", GPF
 	Warning       Kind = "warning"         // "WARNING: CPU: n PID: n at file:line func", lockdep
+	// WorkqueueLockup: "BUG: workqueue lockup - pool cpus=1 ... stuck for
+	// 58s!" (kernel/workqueue.c wq_watchdog_timer_fn, 4.5+): work queued
+	// on a pool made no progress.
+	WorkqueueLockup Kind = "workqueue_lockup"
+	// RCUKthreadStarved: "rcu: rcu_sched kthread starved for 2102
+	// jiffies! g3 f0x0 RCU_GP_WAIT_FQS(5) ->state=0x0 ->cpu=0" (part of
+	// an RCU stall report, 4.15+): the grace-period kthread did not get a
+	// CPU, typically because real-time work owns every one.
+	RCUKthreadStarved Kind = "rcu_kthread_starved"
+	// The host's own findings, synthesised by oomlab's runner, never
+	// parsed from a log (they are not in AllKinds).
+	//
+	// SilentHang: no console output and no agent heartbeat for the
+	// scenario's watchdog time; the event carries the backtraces the host
+	// got out of the guest afterwards (sysrq over the serial line, NMI) in
+	// Fields["backtrace"].
+	SilentHang Kind = "silent_hang"
+	// AgentLost: the agent stopped answering for the watchdog time while
+	// the console was still printing.
+	AgentLost Kind = "agent_lost"
+	// QEMUExited: the machine exited by itself before the runner powered
+	// it off, without a kernel panic on the console.
+	QEMUExited Kind = "qemu_exited"
 	// TaskExit is oomlab's own marker, written to /dev/kmsg by the guest
 	// agent when a command it started has been reaped ("oomlab-agent: exit
 	// pid=N comm=C signal=KILL"), so that a victim's exit shares the
@@ -57,7 +80,7 @@ const (
 // AllKinds lists every Kind the parser can emit.
 var AllKinds = []Kind{
 	OOMInvoked, OOMKill, OOMReaped, OOMReapFailed, HandedOver,
-	SoftLockup, HardLockup, RCUStall, HungTask,
+	SoftLockup, HardLockup, RCUStall, HungTask, WorkqueueLockup, RCUKthreadStarved,
 	Panic, Bug, Warning, TaskExit, StressStart, Marker, FreezeFailed,
 	HungTaskBlocker,
 }
@@ -65,7 +88,7 @@ var AllKinds = []Kind{
 // IsLockup reports whether k means that a CPU or a task made no progress.
 func (k Kind) IsLockup() bool {
 	switch k {
-	case SoftLockup, HardLockup, RCUStall, HungTask:
+	case SoftLockup, HardLockup, RCUStall, HungTask, WorkqueueLockup, RCUKthreadStarved, SilentHang:
 		return true
 	}
 	return false

@@ -407,7 +407,7 @@ func TestContextBounded(t *testing.T) {
 }
 
 func TestKinds(t *testing.T) {
-	if len(AllKinds) != 17 {
+	if len(AllKinds) != 19 {
 		t.Fatalf("AllKinds has %d kinds", len(AllKinds))
 	}
 	seen := map[Kind]bool{}
@@ -421,7 +421,7 @@ func TestKinds(t *testing.T) {
 			lockups++
 		}
 	}
-	if lockups != 4 || !HungTask.IsLockup() || !RCUStall.IsLockup() || OOMKill.IsLockup() || Panic.IsLockup() {
+	if lockups != 6 || !WorkqueueLockup.IsLockup() || !RCUKthreadStarved.IsLockup() || !SilentHang.IsLockup() || AgentLost.IsLockup() || OOMKill.IsLockup() || Panic.IsLockup() {
 		t.Errorf("IsLockup is wrong (%d lockup kinds)", lockups)
 	}
 	for _, r := range rules {

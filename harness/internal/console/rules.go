@@ -141,6 +141,12 @@ var rules = []rule{
 	{kind: RCUStall, needle: "INFO: ", fields: map[string]string{"stall": "others"},
 		re: re(`^` + rcuPrefix + `INFO: (?P<rcu_flavor>rcu_\w+) detected stalls?\b`)},
 
+	// kernel/rcu/tree_stall.h rcu_check_gp_kthread_starvation() (4.15+;
+	// "g3 c2" in 4.x, "g-1187" later): printed inside a stall report, a
+	// class of its own: the grace-period kthread got no CPU.
+	{kind: RCUKthreadStarved, needle: "kthread starved",
+		re: re(`^` + rcuPrefix + `(?P<rcu_flavor>rcu_\w+) kthread starved for (?P<starved_jiffies>\d+) jiffies!(?:.*->cpu=(?P<cpu>\d+))?`)},
+
 	// kernel/hung_task.c, all versions. Old kernels print the timeout,
 	// newer ones the time actually blocked ("more than 143 seconds");
 	// some debug patches print "blocked for 62 seconds".
@@ -175,6 +181,12 @@ var rules = []rule{
 	{kind: Panic, needle: "Kernel panic", caller: true,
 		re:    re(`^Kernel panic - not syncing:? ?(?P<reason>.*)$`),
 		build: buildPanic},
+
+	// kernel/workqueue.c wq_watchdog_timer_fn() (4.5+): "BUG: workqueue
+	// lockup - pool cpus=1 node=0 flags=0x0 nice=0 stuck for 58s!"; an
+	// unbound pool says "pool 4". Before the generic "BUG: " row.
+	{kind: WorkqueueLockup, needle: "BUG",
+		re: re(`^BUG: workqueue lockup - pool(?: cpus=(?P<pool_cpus>[0-9,-]+))?.*? stuck for (?P<stuck_seconds>\d+)s!`)},
 
 	// lib/bug.c report_bug(): "kernel BUG at mm/oom_kill.c:123!"; 6.x
 	// without CONFIG_DEBUG_BUGVERBOSE: "Kernel BUG at func+0x1/0x2

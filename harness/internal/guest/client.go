@@ -149,27 +149,66 @@ type Process struct {
 	sess    *ssh.Session
 	ctx     context.Context
 	done    chan struct{}
+	gone    chan struct{} // closed when the agent never confirmed the end after ctx was done
 	res     *Result
 	err     error
 	ctxErr  error // ctx's error if it was done when the command ended
 	stopCtx func() bool
 }
 
+// endGrace is how long a cancelled command gets, first to report its
+// exit signal, then for the agent to confirm the closed session.
+const endGrace = time.Second
+
 // Start runs cmd (agent command syntax, see package protocol) in the
 // background. stdout/stderr may be nil to discard; they are written from
 // other goroutines. When ctx is cancelled the remote process group is sent
 // SIGKILL and the session is closed.
+//
+// Every step is bounded by ctx, whatever the guest does: opening the
+// session and starting the command wait for the agent's replies, which a
+// hung guest never sends (x/crypto/ssh has no deadline of its own there),
+// so they run in a goroutine that is left behind on ctx's end (it closes
+// what it gets later; closing the Client ends it for good).
 func (c *Client) Start(ctx context.Context, cmd string, stdout, stderr io.Writer) (*Process, error) {
-	sess, err := c.conn.NewSession()
-	if err != nil {
-		return nil, fmt.Errorf("guest: new session: %w", err)
-	}
-	sess.Stdout, sess.Stderr = stdout, stderr
-	if err := sess.Start(cmd); err != nil {
-		sess.Close()
+	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("guest: start %q: %w", cmd, err)
 	}
-	p := &Process{sess: sess, ctx: ctx, done: make(chan struct{})}
+	type started struct {
+		sess *ssh.Session
+		err  error
+	}
+	ch := make(chan started, 1)
+	go func() {
+		sess, err := c.conn.NewSession()
+		if err != nil {
+			ch <- started{err: fmt.Errorf("guest: new session: %w", err)}
+			return
+		}
+		sess.Stdout, sess.Stderr = stdout, stderr
+		if err := sess.Start(cmd); err != nil {
+			sess.Close()
+			ch <- started{err: fmt.Errorf("guest: start %q: %w", cmd, err)}
+			return
+		}
+		ch <- started{sess: sess}
+	}()
+	var sess *ssh.Session
+	select {
+	case st := <-ch:
+		if st.err != nil {
+			return nil, st.err
+		}
+		sess = st.sess
+	case <-ctx.Done():
+		go func() {
+			if st := <-ch; st.sess != nil {
+				st.sess.Close()
+			}
+		}()
+		return nil, fmt.Errorf("guest: start %q: the agent did not answer: %w", cmd, ctx.Err())
+	}
+	p := &Process{sess: sess, ctx: ctx, done: make(chan struct{}), gone: make(chan struct{})}
 	go p.wait()
 	p.stopCtx = context.AfterFunc(ctx, func() {
 		_ = sess.Signal(ssh.SIGKILL)
@@ -177,9 +216,16 @@ func (c *Client) Start(ctx context.Context, cmd string, stdout, stderr io.Writer
 		// session (which also makes the agent kill the group).
 		select {
 		case <-p.done:
-		case <-time.After(time.Second):
+			return
+		case <-time.After(endGrace):
 		}
 		sess.Close()
+		// A hung guest never confirms the close: give up on it.
+		select {
+		case <-p.done:
+		case <-time.After(endGrace):
+			close(p.gone)
+		}
 	})
 	return p, nil
 }
@@ -207,8 +253,15 @@ func (p *Process) wait() {
 // Wait waits for the command to end. If the Process' context was cancelled
 // the error is the context's error; the Result is still returned when the
 // agent reported one (normally Signal "KILL").
+//
+// Wait returns at the latest 2 s after ctx's end (endGrace twice): when
+// the agent never confirmed the end, the error is the context's.
 func (p *Process) Wait() (*Result, error) {
-	<-p.done
+	select {
+	case <-p.done:
+	case <-p.gone:
+		return nil, fmt.Errorf("guest: the agent never confirmed the end of the command: %w", p.ctx.Err())
+	}
 	p.stopCtx()
 	if p.ctxErr != nil {
 		return p.res, p.ctxErr

@@ -215,7 +215,7 @@ func stressorFigures(names []string, exits []Exit) map[string]float64 {
 
 // Findings counts everything that should never happen on a healthy guest.
 func (f Figures) Findings() int {
-	return f.Lockups + f.ByKind["panic"] + f.ByKind["bug"] + f.ByKind["warning"]
+	return f.Lockups + f.ByKind["panic"] + f.ByKind["bug"] + f.ByKind["warning"] + f.ByKind["agent_lost"] + f.ByKind["qemu_exited"]
 }
 
 // Value returns a figure by its name (a table row, or family:name), and

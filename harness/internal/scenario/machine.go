@@ -28,6 +28,11 @@ type Machine interface {
 	// Stop ends the machine, giving it grace to go by itself; it returns
 	// with the machine gone.
 	Stop(grace time.Duration)
+	// Sysrq sends a magic sysrq key over the serial line (BREAK + key):
+	// the host watchdog's way to get backtraces out of a hung guest.
+	Sysrq(ctx context.Context, key byte) error
+	// InjectNMI sends an NMI to every vCPU (QMP inject-nmi).
+	InjectNMI(ctx context.Context) error
 }
 
 // Shell is what the runner needs of the guest agent: *guest.Client is

@@ -65,15 +65,25 @@ func runStep(ctx context.Context, sh Shell, phase string, st Step, at time.Durat
 }
 
 // streamMetrics writes the agent's samples to w, one JSON object a line,
+// and calls beat for each (the agent's heartbeat for the host watchdog),
 // until the returned stop is called; stop waits for the stream to end and
-// closes w.
-func streamMetrics(ctx context.Context, sh Shell, interval time.Duration, w io.WriteCloser) (stop func()) {
+// closes w. A stream that ends by itself is opened again a second later:
+// without it the watchdog would take a live agent for lost.
+func streamMetrics(ctx context.Context, sh Shell, interval time.Duration, w io.WriteCloser, beat func()) (stop func()) {
 	mctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		enc := json.NewEncoder(w)
-		sh.Metrics(mctx, interval, func(s protocol.Sample) { enc.Encode(s) })
+		for {
+			sh.Metrics(mctx, interval, func(s protocol.Sample) {
+				enc.Encode(s)
+				beat()
+			})
+			if pause(mctx, time.Second); mctx.Err() != nil {
+				return
+			}
+		}
 	}()
 	return func() {
 		cancel()
@@ -322,20 +332,30 @@ func ParseProbe(out, field string) (float64, error) {
 
 // stopStressors is the first half of the teardown: it ends what still runs
 // (closing the session makes the agent kill the process group), waits up
-// to wait for each to be reported ended, and collects how each ended.
+// to wait for them to be reported ended, and collects how each ended. The
+// wait ends with ctx; when ctx has already ended (the scenario timeout, an
+// interrupt, a hung guest whose connection was dropped) the stressors get
+// stopGraceLate, so that those that end at once are still reported.
 func stopStressors(ctx context.Context, procs []*proc, wait time.Duration) []results.StressorExit {
-	var out []results.StressorExit
-	for _, p := range procs {
-		e := results.StressorExit{Name: p.name, Instance: p.instance}
+	running := make([]bool, len(procs))
+	for i, p := range procs {
 		if !isDone(p.done) {
-			e.Running = true
+			running[i] = true
 			p.p.Close()
-			wctx, cancel := context.WithTimeout(ctx, wait)
-			select {
-			case <-p.done:
-			case <-wctx.Done():
-			}
-			cancel()
+		}
+	}
+	wctx, wait := ctx, wait
+	if ctx.Err() != nil {
+		wctx, wait = context.Background(), min(wait, stopGraceLate)
+	}
+	wctx, cancel := context.WithTimeout(wctx, wait)
+	defer cancel()
+	var out []results.StressorExit
+	for i, p := range procs {
+		e := results.StressorExit{Name: p.name, Instance: p.instance, Running: running[i]}
+		select {
+		case <-p.done:
+		case <-wctx.Done():
 		}
 		if isDone(p.done) && p.res != nil {
 			e.ExitCode, e.Signal = p.res.ExitCode, p.res.Signal
@@ -345,6 +365,10 @@ func stopStressors(ctx context.Context, procs []*proc, wait time.Duration) []res
 	}
 	return out
 }
+
+// stopGraceLate is what stopStressors gives the stressors past the end of
+// its context.
+const stopGraceLate = 300 * time.Millisecond
 
 // shutdown is the end of the teardown: a clean poweroff through the agent,
 // then the wait for the machine to exit, all within wait. The machine's

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,11 +56,20 @@ func Run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int)
 		Sweep: sc.Sweep, Case: sc.Case, KeyFigure: sc.KeyFigure}
 	pr := newProgress(env.Progress, sc, variant, repeat, r.Started)
 	err := run(ctx, env, sc, variant, repeat, r, pr)
+	if ctx.Err() != nil {
+		// SIGINT/SIGTERM: whatever the phases made of their cancelled
+		// calls, the run did not end by itself.
+		err = ErrInterrupted
+	}
 	r.WallS = time.Since(r.Started).Seconds()
 	judge(r, sc, variant, err)
 	pr.update(func(p *Progress) { p.Phase, p.Verdict = PhaseDone, r.Verdict.String() })
 	return r
 }
+
+// ErrInterrupted is the error of a run whose context was cancelled from
+// outside (SIGINT, SIGTERM): its verdict is error "interrupted".
+var ErrInterrupted = errors.New("interrupted")
 
 // judge is the verdict: an error if the run could not complete, else
 // whether the figures meet the scenario's expectations for the variant.
@@ -124,6 +134,52 @@ type eventLog struct {
 	// them whenever one changes (outside the lock).
 	allKills, lockups int
 	onFindings        func(kills, lockups int)
+
+	wd     *vm.Watchdog // told of every console line, once set (watch)
+	tap    []string     // raw console lines while tapping (the watchdog's evidence)
+	tapOn  bool
+	tapMax int
+}
+
+// watch makes every console line from now on a sign of life for wd.
+func (l *eventLog) watch(wd *vm.Watchdog) {
+	l.mu.Lock()
+	l.wd = wd
+	l.mu.Unlock()
+}
+
+// startTap starts keeping the raw console lines, at most max of them.
+func (l *eventLog) startTap(max int) {
+	l.mu.Lock()
+	l.tap, l.tapOn, l.tapMax = nil, true, max
+	l.mu.Unlock()
+}
+
+// stopTap stops keeping the raw console lines and returns them.
+func (l *eventLog) stopTap() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.tapOn = false
+	return l.tap
+}
+
+// add appends an event the host found (the watchdog's, qemu_exited).
+func (l *eventLog) add(e console.Event) {
+	l.mu.Lock()
+	l.events = append(l.events, e)
+	l.mu.Unlock()
+}
+
+// has says whether an event of kind k was seen.
+func (l *eventLog) has(k console.Kind) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.events {
+		if e.Kind == k {
+			return true
+		}
+	}
+	return false
 }
 
 func newEventLog() *eventLog { return &eventLog{parser: console.NewParser()} }
@@ -132,6 +188,12 @@ func newEventLog() *eventLog { return &eventLog{parser: console.NewParser()} }
 func (l *eventLog) line(b []byte) {
 	l.mu.Lock()
 	changed := false
+	if l.wd != nil && !timingNoise(b) {
+		l.wd.Console(time.Now())
+	}
+	if l.tapOn && len(l.tap) < l.tapMax {
+		l.tap = append(l.tap, tail(strings.TrimRight(string(b), "\r\n"), maxEvidenceLine))
+	}
 	for _, e := range l.parser.Feed(b) {
 		if e.Kind == console.StressStart {
 			l.round = markerRound(e, l.round)
@@ -311,6 +373,8 @@ type waits struct {
 	ping      time.Duration // the liveness check after the settle
 	poweroff  time.Duration // agent acknowledgement and machine exit
 	metrics   time.Duration // sampling interval of the metrics stream
+	watchTick time.Duration // how often the host watchdog looks
+	capture   time.Duration // how long the watchdog collects the guest's evidence
 }
 
 var defaultWaits = waits{
@@ -319,6 +383,8 @@ var defaultWaits = waits{
 	ping:      15 * time.Second,
 	poweroff:  5 * time.Second,
 	metrics:   250 * time.Millisecond,
+	watchTick: 250 * time.Millisecond,
+	capture:   6 * time.Second,
 }
 
 func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int, r *results.Result, pr *progress) error {
@@ -369,8 +435,13 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 	f.alive = true
 	pr.phase(PhaseSetup)
 
-	g := &session{sc: sc, variant: variant, base: base, dir: env.Dir, m: v, sh: sh, events: events, logf: logf, waits: defaultWaits, progress: pr}
-	return runGuest(ctx, g, r, f)
+	g := &session{sc: sc, variant: variant, base: base, dir: env.Dir, m: v, sh: sh, events: events, logf: logf, waits: defaultWaits,
+		progress: pr, watchdog: sc.Watchdog.D()}
+	err = runGuest(ctx, g, r, f)
+	if err == nil && g.finding() == nil && (g.timedOut || ctx.Err() != nil) {
+		err = fmt.Errorf("timeout: the guest run did not end within %s", sc.Timeout.D())
+	}
+	return err
 }
 
 // boot is the first phase: a fresh key pair, the guest's initramfs (in
@@ -450,6 +521,30 @@ type session struct {
 	waits   waits
 	// progress hears the rounds and the teardown (nil: nobody listens).
 	progress *progress
+	// watchdog is the host watchdog's time (0: off); see watch.
+	watchdog time.Duration
+
+	mu        sync.Mutex
+	detecting chan struct{}  // set when the watchdog found a hang, closed once hang is set
+	hang      *console.Event // the watchdog's finding, once it has one
+	timedOut  bool           // a stress phase was cut by the scenario timeout
+}
+
+// finding is the watchdog's finding (silent_hang, agent_lost), nil while
+// it has none. While the watchdog collects its evidence (a few seconds)
+// it waits for it, so that a phase ending meanwhile is not taken for a
+// healthy one.
+func (g *session) finding() *console.Event {
+	g.mu.Lock()
+	ch := g.detecting
+	g.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	<-ch
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.hang
 }
 
 // runGuest runs the phases after boot: setup, then the rounds (each:
@@ -473,9 +568,19 @@ func runGuest(ctx context.Context, g *session, r *results.Result, f *facts) erro
 	if err != nil {
 		return err
 	}
+	// The host watchdog watches the rounds: the metrics samples are the
+	// agent's heartbeat, the console lines the kernel's. When it finds the
+	// guest hung it cancels ctx (the phases unwind at once) with
+	// errHang; runRound then ends the run.
+	ctx, hung := context.WithCancelCause(ctx)
+	defer hung(nil)
+	wd := vm.NewWatchdog(g.watchdog, time.Now())
+	g.events.watch(wd)
+	stopWatch := g.watch(ctx, wd, hung)
 	var once sync.Once
-	stop := streamMetrics(ctx, g.sh, g.waits.metrics, mfile)
-	stopMetrics := func() { once.Do(stop) }
+	stop := streamMetrics(ctx, g.sh, g.waits.metrics, mfile, func() { wd.Heartbeat(time.Now()) })
+	// The watchdog first: without the stream there is no heartbeat.
+	stopMetrics := func() { once.Do(func() { stopWatch(); stop() }) }
 	defer stopMetrics()
 
 	rounds := max(g.sc.Rounds, 1)
@@ -513,8 +618,16 @@ func runRound(ctx context.Context, g *session, rf *roundFacts, last bool, stopMe
 	if g.sc.Rounds > 1 {
 		name = fmt.Sprintf("%s round %d/%d", g.base, rf.n, g.sc.Rounds)
 	}
-	st, err := stressPhase(ctx, g.m, g.sh, g.sc, g.variant, rf.n, stressMarker(g.base, rf.n), g.events, g.waits.killGrace)
-	if err != nil {
+	sctx, scancel := g.stressContext(ctx)
+	st, err := stressPhase(sctx, g.m, g.sh, g.sc, g.variant, rf.n, stressMarker(g.base, rf.n), g.events, g.waits.killGrace)
+	if errors.Is(sctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+		g.mu.Lock()
+		g.timedOut = true
+		g.mu.Unlock()
+	}
+	scancel()
+	hang := g.finding()
+	if err != nil && hang == nil {
 		rf.err = err
 		rf.wall = time.Since(start)
 		return false, fmt.Errorf("round %d: %w", rf.n, err)
@@ -529,17 +642,17 @@ func runRound(ctx context.Context, g *session, rf *roundFacts, last bool, stopMe
 
 	// What is left and what the probes read is taken before the runner
 	// stops anything: a victim that escaped a kill must still be there.
-	if !isDone(g.m.Done()) {
+	if !isDone(g.m.Done()) && hang == nil {
 		rf.left, rf.probes = censusPhase(ctx, g.sh, g.sc, g.variant, func(format string, args ...any) {
 			g.logf(name+": "+format, args...)
 		})
 		f.left, f.probes = rf.left, rf.probes
 	}
 
-	// The end of the stressors and the settle take their full time even
-	// past the scenario timeout: they get ctx without its deadline.
-	late := context.WithoutCancel(ctx)
-	for _, e := range stopStressors(late, st.procs, g.waits.stopProc) {
+	// The end of the stressors and the settle are bounded by the
+	// scenario timeout like every other wait: the stress phase ended
+	// early enough (stressContext) to leave them their time.
+	for _, e := range stopStressors(ctx, st.procs, g.waits.stopProc) {
 		e.Round = rf.n
 		rf.exits = append(rf.exits, e)
 		if g.sc.Rounds > 1 {
@@ -547,18 +660,56 @@ func runRound(ctx context.Context, g *session, rf *roundFacts, last bool, stopMe
 		}
 		r.Stressors = append(r.Stressors, e)
 	}
+	if hang != nil {
+		// Nothing in the guest answers: drop the connection, which ends
+		// every session with it at once (the metrics stream too), and
+		// leave the machine to be stopped.
+		g.sh.Close()
+	}
 	dead := isDone(g.m.Done()) // ExitError is only set by then
-	if last || dead {
+	if dead && hang == nil && !g.events.has(console.Panic) {
+		g.events.add(qemuExited(g.m.ExitError()))
+	}
+	if last || dead || hang != nil {
 		stopMetrics()
 	}
-	pause(late, settle)
+	if hang == nil {
+		pause(ctx, settle)
+	}
 	rf.wall = time.Since(start)
-	if dead {
-		f.alive = false
-		return false, nil // the figures (panic, lockups) tell the story; QEMU exiting is not an infrastructure error
+	if dead || hang != nil {
+		f.alive, rf.alive = false, false
+		if hang != nil {
+			g.logf("%s: %s after a stress phase of %.1fs: the guest is stopped", name, hang.Kind, st.elapsed.Seconds())
+		}
+		return false, nil // the figures (panic, lockups, the watchdog's finding) tell the story; QEMU exiting is not an infrastructure error
 	}
 	rf.alive = g.sh.Ping(ctx, g.waits.ping) == nil
 	f.alive = rf.alive
 	g.logf("%s: stress phase %.1fs, %d OOM kills, agent alive: %v", name, st.elapsed.Seconds(), g.events.killCount(rf.n), rf.alive)
 	return rf.alive, nil
+}
+
+// stressContext is ctx for a stress phase: it ends early enough before
+// the scenario timeout (ctx's deadline) to leave the census, the end of
+// the stressors, the settle and the poweroff their time: a quarter of the
+// timeout, at most 20 s plus the settle.
+func (g *session) stressContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	reserve := min(g.sc.Timeout.D()/4, 20*time.Second+g.sc.Settle.D())
+	if !ok || reserve <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, dl.Add(-reserve))
+}
+
+// qemuExited is the host's event for a machine that exited by itself,
+// before the poweroff and without a kernel panic.
+func qemuExited(err error) console.Event {
+	why := "status 0"
+	if err != nil {
+		why = err.Error()
+	}
+	return console.Event{Kind: console.QEMUExited, Text: tail("QEMU exited by itself: "+why, console.MaxTextLen),
+		Fields: map[string]string{"exit": tail(why, 256)}}
 }

@@ -35,8 +35,12 @@ type fakeMachine struct {
 	err    error
 	onLine func([]byte)
 
+	// onSysrq, if set, answers a sysrq key or an NMI ('N') on the console.
+	onSysrq func(key byte)
+
 	mu    sync.Mutex
 	stops int
+	asked []string // "sysrq-l", "inject-nmi", in order
 }
 
 func newFakeMachine(events *eventLog) *fakeMachine {
@@ -74,6 +78,32 @@ func (m *fakeMachine) Stop(time.Duration) {
 	m.die(nil)
 }
 
+func (m *fakeMachine) Sysrq(ctx context.Context, key byte) error {
+	m.mu.Lock()
+	m.asked = append(m.asked, "sysrq-"+string(key))
+	m.mu.Unlock()
+	if m.onSysrq != nil {
+		m.onSysrq(key)
+	}
+	return nil
+}
+
+func (m *fakeMachine) InjectNMI(ctx context.Context) error {
+	m.mu.Lock()
+	m.asked = append(m.asked, "inject-nmi")
+	m.mu.Unlock()
+	if m.onSysrq != nil {
+		m.onSysrq('N')
+	}
+	return nil
+}
+
+func (m *fakeMachine) Asked() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.asked...)
+}
+
 var _ Machine = (*fakeMachine)(nil)
 
 // fakeShell is a Shell that records its calls ("output CMD", "spawn CMD",
@@ -91,7 +121,10 @@ type fakeShell struct {
 	kmsgErr      error
 	pingErr      error
 	poweroffErr  error
-	onCall       func(call string)
+	// beatEvery, if set, makes Metrics send a sample at this interval (a
+	// live agent's heartbeat); else it sends one and then nothing.
+	beatEvery time.Duration
+	onCall    func(call string)
 	// kmsgTo gets each line written to the kernel log, as the guest's
 	// kernel prints it on the console (newTestSession: the fake machine's
 	// console, without a timestamp, unless set before).
@@ -168,6 +201,19 @@ func (s *fakeShell) StartSpawn(ctx context.Context, sp protocol.Spawn, cmdline s
 func (s *fakeShell) Metrics(ctx context.Context, interval time.Duration, fn func(protocol.Sample)) error {
 	s.record("metrics")
 	fn(protocol.Sample{Seq: 1, MemFreeKB: 1000})
+	if s.beatEvery > 0 {
+		tick := time.NewTicker(s.beatEvery)
+		defer tick.Stop()
+		for seq := 2; ; seq++ {
+			select {
+			case <-tick.C:
+				fn(protocol.Sample{Seq: seq, MemFreeKB: 1000})
+				continue
+			case <-ctx.Done():
+			}
+			break
+		}
+	}
 	<-ctx.Done()
 	s.record("metrics end")
 	return nil
@@ -966,6 +1012,11 @@ func roundsSession(t *testing.T, sc *Scenario, sh *fakeShell, reap bool, onRound
 				return
 			}
 			go func() {
+				// The round's action (at 0) runs before its kill: else
+				// the stress phase may end before the action started.
+				for i := 0; i < 2000 && len(sc.Actions) > 0 && sh.count("output act") < n; i++ {
+					time.Sleep(time.Millisecond)
+				}
 				pid := 100 + n
 				at := float64(10*n + 5)
 				ts.fm.print(

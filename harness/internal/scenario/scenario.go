@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,8 +42,14 @@ type Scenario struct {
 	Rounds      int      `yaml:"rounds"`
 	RoundSettle Duration `yaml:"round_settle"` // quiet time between rounds (default: settle)
 	Timeout     Duration `yaml:"timeout"`      // whole guest run, boot and every round included
-	Repeats     int      `yaml:"repeats"`
-	Variants    []string `yaml:"variants"`
+	// Watchdog is the host watchdog's time: no console output and no
+	// agent heartbeat for this long during the rounds is a silent hang
+	// (the agent alone quiet: agent lost); the host then asks the guest
+	// for backtraces and ends the run. Default: sized from the guest's
+	// own detector timeouts (DefaultWatchdog), so that they speak first.
+	Watchdog Duration `yaml:"watchdog"`
+	Repeats  int      `yaml:"repeats"`
+	Variants []string `yaml:"variants"`
 	// Expect maps a figure to a condition: "== 0", ">= 1", "<= 500", "true".
 	Expect map[string]string `yaml:"expect"`
 	// ExpectVariant adds or overrides conditions for one variant, e.g. the
@@ -290,6 +297,9 @@ func (s *Scenario) defaults() {
 		// Boot and teardown, and every round at its longest.
 		s.Timeout = Duration(120*time.Second + time.Duration(s.Rounds)*s.Duration.D() + time.Duration(s.Rounds-1)*s.RoundSettle.D())
 	}
+	if s.Watchdog == 0 {
+		s.Watchdog = Duration(DefaultWatchdog(DefaultCmdline+" "+s.Guest.Cmdline, s.Guest.Sysctls))
+	}
 	for i := range s.Stressors {
 		if s.Stressors[i].Count == 0 {
 			s.Stressors[i].Count = 1
@@ -322,6 +332,8 @@ func (s *Scenario) validate() (string, string) {
 	case s.Rounds > 1 && s.Timeout.D() <= time.Duration(s.Rounds)*s.Duration.D():
 		return "$.timeout", fmt.Sprintf("timeout %s is too short for %d rounds of duration %s (%s, plus boot, round settles and teardown): raise timeout, or shorten duration or rounds",
 			s.Timeout.D(), s.Rounds, s.Duration.D(), time.Duration(s.Rounds)*s.Duration.D())
+	case s.Watchdog.D() < 5*time.Second:
+		return "$.watchdog", fmt.Sprintf("watchdog %s: at least 5s (the agent answers every 250 ms, but a loaded host can stall it for seconds)", s.Watchdog.D())
 	case s.StopWhen.OOMKills < 0:
 		return "$.stop_when.oom_kills", "stop_when.oom_kills must be >= 0"
 	case s.StopWhen.OOMReaped < 0:
@@ -575,4 +587,52 @@ func Cases(scs map[string]*Scenario, base string) []*Scenario {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CaseIndex < out[j].CaseIndex })
 	return out
+}
+
+// Guest detector timeouts as 6.12 sets them unless told otherwise.
+const (
+	defaultWatchdogThresh = 10 // kernel.watchdog_thresh, s
+	defaultRCUStall       = 21 // CONFIG_RCU_CPU_STALL_TIMEOUT, s
+	defaultHungTask       = 120
+	watchdogMargin        = 15 * time.Second
+)
+
+// DefaultWatchdog is the host watchdog's time for a guest with this
+// kernel command line and these sysctls: long enough for the guest's own
+// detectors to report first (a hard lockup needs up to 2 x
+// watchdog_thresh and the soft lockup report 2 x watchdog_thresh, so 4 x
+// watchdog_thresh; an RCU stall rcu_cpu_stall_timeout; a hung task
+// hung_task_timeout_secs), plus a margin. For oomlab's guests (thresh 10,
+// RCU 21 s, hung task 30 s): 55 s.
+func DefaultWatchdog(cmdline string, sysctls map[string]string) time.Duration {
+	thresh, rcu, hung := defaultWatchdogThresh, defaultRCUStall, defaultHungTask
+	for _, f := range strings.Fields(cmdline) {
+		k, v, ok := strings.Cut(f, "=")
+		n, err := strconv.Atoi(v)
+		if !ok || err != nil || n < 0 {
+			continue
+		}
+		switch k {
+		case "watchdog_thresh", "sysctl.kernel.watchdog_thresh":
+			thresh = n
+		case "rcupdate.rcu_cpu_stall_timeout":
+			rcu = n
+		case "sysctl.kernel.hung_task_timeout_secs":
+			hung = n
+		}
+	}
+	for k, v := range sysctls {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			continue
+		}
+		switch k {
+		case "kernel.watchdog_thresh":
+			thresh = n
+		case "kernel.hung_task_timeout_secs":
+			hung = n
+		}
+	}
+	longest := max(4*thresh, rcu, hung)
+	return time.Duration(longest)*time.Second + watchdogMargin
 }

@@ -31,7 +31,7 @@ func TestBuiltin(t *testing.T) {
 	for _, s := range scs {
 		names = append(names, s.Name)
 	}
-	if strings.Join(names, ",") != "smoke,idle,detector-selftest,detector-hardlockup" {
+	if strings.Join(names, ",") != "smoke,idle,detector-selftest,detector-hardlockup,silent-hang" {
 		t.Errorf("resolved %v", names)
 	}
 	if _, err := b.Resolve([]string{"nope"}); err == nil || !strings.Contains(err.Error(), "sets: quick, patches, selftest") {

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,6 +63,9 @@ type VM struct {
 	stderr  *tailbuf.Buffer
 	console sync.WaitGroup
 	output  lineCounter
+
+	stdinMu sync.Mutex
+	stdin   io.WriteCloser // QEMU's stdin: the serial mux, for BREAK + sysrq key
 }
 
 // Errors callers can test for.
@@ -182,7 +186,11 @@ func (c *Config) args(accel, qmpSock string, sshPort int) []string {
 		"-kernel", c.Kernel,
 		"-initrd", c.Initrd,
 		"-append", cmdline,
-		"-chardev", "stdio,id=con,signal=off",
+		// mux=on: the mux's escape "C-a b" on stdin sends a serial
+		// BREAK, which with CONFIG_MAGIC_SYSRQ_SERIAL makes the next
+		// byte a sysrq key (Sysrq): how the host watchdog gets
+		// backtraces out of a guest whose CPUs are all taken.
+		"-chardev", "stdio,id=con,signal=off,mux=on",
 		"-serial", "chardev:con",
 		"-qmp", "unix:" + qmpSock + ",server=on,wait=off",
 		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:%d", sshPort, GuestSSHPort),
@@ -231,6 +239,9 @@ func launch(ctx context.Context, c Config, accel, qmpSock string, port int) (*VM
 	v := &VM{Accel: accel, SSHAddr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd, done: make(chan struct{}), stderr: &tailbuf.Buffer{Max: 8192}}
 	v.output.first = make(chan struct{})
 	cmd.Stderr = v.stderr
+	if v.stdin, err = cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
 	v.Started = time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("vm: start %s: %w", c.QEMU, err)
@@ -374,6 +385,9 @@ func (v *VM) Kill() {
 }
 
 func (v *VM) cleanup() {
+	if v.stdin != nil {
+		v.stdin.Close()
+	}
 	if v.QMP != nil {
 		v.QMP.Close()
 	}
@@ -392,13 +406,17 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// lineCounter notes the first console output.
+// lineCounter notes the first and the latest console output.
 type lineCounter struct {
 	once  sync.Once
 	first chan struct{}
+	last  atomic.Int64 // unix nanoseconds
 }
 
-func (l *lineCounter) saw() { l.once.Do(func() { close(l.first) }) }
+func (l *lineCounter) saw() {
+	l.last.Store(time.Now().UnixNano())
+	l.once.Do(func() { close(l.first) })
+}
 
 // The registry of running guests lets KillAll (signal handlers, panics)
 // take every QEMU down with oomlab.
