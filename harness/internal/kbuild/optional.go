@@ -41,7 +41,7 @@ import (
 
 var (
 	// reMarker is a trailing marker after an assignment.
-	reMarker = regexp.MustCompile(`^(optional|required)\b[\s:;,(-]*(.*?)\)?$`)
+	reMarker = regexp.MustCompile(`^(optional|required)\b\s*(?:\((.*)\)|[:;,-]?\s*(.*))$`)
 	// reSection starts (or ends) an optional section.
 	reSection = regexp.MustCompile(`^#\s*\[(optional|required)\]\s*(.*)$`)
 )
@@ -80,7 +80,7 @@ func marker(comment string) (optional, set bool, why string) {
 	if m == nil {
 		return false, false, ""
 	}
-	return m[1] == "optional", true, strings.TrimSpace(m[2])
+	return m[1] == "optional", true, strings.TrimSpace(m[2] + m[3])
 }
 
 // section reads a section line ("# [optional] reason").

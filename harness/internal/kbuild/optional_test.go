@@ -14,6 +14,8 @@ CONFIG_DEBUG_KERNEL=y
 CONFIG_BUDDY=y # optional
 CONFIG_STR="a # b"  # optional (quoted)
 CONFIG_PLAIN=y # just a comment
+CONFIG_PAREN=y # optional: see (x)
+CONFIG_OPTIONALLY=y # optionally nothing
 # [optional] trimming only
 # CONFIG_VT is not set
 CONFIG_MUST=y  # required
@@ -35,9 +37,11 @@ CONFIG_VIRTIO_NET=y
 		"BUDDY":        {"y", true, "", 4},
 		"STR":          {`"a # b"`, true, "quoted", 5},
 		"PLAIN":        {"y", false, "", 6},
-		"VT":           {"n", true, "trimming only", 8},
-		"MUST":         {"y", false, "", 9},
-		"VIRTIO_NET":   {"y", false, "", 11},
+		"PAREN":        {"y", true, "see (x)", 7},
+		"OPTIONALLY":   {"y", false, "", 8},
+		"VT":           {"n", true, "trimming only", 10},
+		"MUST":         {"y", false, "", 11},
+		"VIRTIO_NET":   {"y", false, "", 13},
 	}
 	if len(reqs) != len(wants) {
 		t.Fatalf("got %d requests: %+v", len(reqs), reqs)
