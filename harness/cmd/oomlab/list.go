@@ -34,6 +34,10 @@ func newListCmd() *cobra.Command {
 					fam, _ := metrics.FamilyOf(k + ":")
 					fmt.Printf("%-22s %s\n", k+":<name>", fam.Doc)
 				}
+				fmt.Println("\nrequires: (a run whose kernel lacks one is skipped, with the reason)")
+				for _, c := range scenario.Capabilities() {
+					fmt.Printf("%-22s %s%s\n", c.Name, c.Doc, capabilityChecks(c))
+				}
 				return nil
 			}
 			b, err := builtin()
@@ -104,4 +108,17 @@ func axesOf(s *scenario.Scenario) string {
 		n[i] = p.Name
 	}
 	return strings.Join(n, ", ")
+}
+
+// capabilityChecks says how a capability is checked: " [.config: CONFIG_X;
+// guest: /path]".
+func capabilityChecks(c scenario.Capability) string {
+	var parts []string
+	if len(c.Config) > 0 {
+		parts = append(parts, ".config: CONFIG_"+strings.Join(c.Config, ", CONFIG_"))
+	}
+	if len(c.Paths) > 0 {
+		parts = append(parts, "guest: "+strings.Join(c.Paths, ", "))
+	}
+	return " [" + strings.Join(parts, "; ") + "]"
 }

@@ -76,11 +76,12 @@ func newRunCmd() *cobra.Command {
 			}
 
 			rec := &results.Run{Version: version, Host: suite.HostInfo(qemu)}
-			env := scenario.Env{Kernels: map[string]string{}, AgentBin: agentBin, Stressors: stressors, QEMU: qemu, Accel: accel,
+			env := scenario.Env{Kernels: map[string]string{}, Configs: map[string]string{}, AgentBin: agentBin, Stressors: stressors, QEMU: qemu, Accel: accel,
 				Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }}
 			for _, v := range plan.Variants {
 				kr := kernels[v]
 				env.Kernels[v] = kr.BzImage
+				env.Configs[v] = kr.Config
 				rec.Kernels = append(rec.Kernels, results.Kernel{Variant: v, Release: kr.KernelRelease, Key: kr.Key, Cached: kr.Cached, BzImage: kr.BzImage, SourceID: kr.SourceID})
 			}
 			if env.Dir, err = suite.Create(resultsDir, rec); err != nil {

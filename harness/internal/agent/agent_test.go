@@ -286,3 +286,28 @@ func hasDefaultRoute(table, dev, gwHex string) bool {
 	}
 	return false
 }
+
+// exists answers for every path, a directory and a write-only file
+// included, and the host reads the answer back.
+func TestExistsBuiltin(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/wo", nil, 0o200); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	s := &stdio{out: &out, err: &errb}
+	if rc := bExists(context.Background(), s, []string{protocol.CmdExists, dir, dir + "/wo", dir + "/missing"}); rc != 0 {
+		t.Fatalf("rc %d: %s", rc, errb.String())
+	}
+	want := "1 " + dir + "\n1 " + dir + "/wo\n0 " + dir + "/missing\n"
+	if out.String() != want {
+		t.Errorf("out %q, want %q", out.String(), want)
+	}
+	m := protocol.ParseExists(out.String())
+	if !m[dir] || !m[dir+"/wo"] || m[dir+"/missing"] || len(m) != 3 {
+		t.Errorf("ParseExists = %v", m)
+	}
+	if got := protocol.ExistsCommand("/a b", "/c"); got != `exists '/a b' /c` && got != `exists "/a b" /c` {
+		t.Logf("ExistsCommand = %s", got)
+	}
+}

@@ -54,6 +54,7 @@ func init() {
 	builtins = map[string]builtin{
 		"cat":                {fn: bCat},
 		"echo":               {fn: bEcho},
+		protocol.CmdExists:   {fn: bExists},
 		"false":              {fn: func(context.Context, *stdio, []string) int { return 1 }},
 		"kill":               {fn: bKill},
 		protocol.CmdKmsg:     {fn: bKmsg},
@@ -85,6 +86,20 @@ func BuiltinMain(args []string) int {
 		return exitNotFound
 	}
 	return b.fn(context.Background(), &stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr}, args)
+}
+
+// exists PATH...: one line per path, "1 PATH" if it exists (lstat), else
+// "0 PATH"; exit 0. There is no test(1) in the guest: the host checks a
+// scenario's requirements with this (protocol.ExistsCommand).
+func bExists(_ context.Context, s *stdio, argv []string) int {
+	for _, name := range argv[1:] {
+		flag := "1"
+		if _, err := os.Lstat(name); err != nil {
+			flag = "0"
+		}
+		fmt.Fprintf(s.out, "%s %s\n", flag, name)
+	}
+	return 0
 }
 
 func bCat(_ context.Context, s *stdio, argv []string) int {

@@ -99,6 +99,9 @@ func Groups(r *results.Run) []Group {
 			by[k] = a
 			order = append(order, a)
 		}
+		if res.Verdict == results.Skip {
+			continue // not run (the kernel lacks what the scenario requires): the group stays, with no runs
+		}
 		a.g.Runs++
 		if res.Verdict == results.Fail || res.Verdict == results.Error {
 			a.failed++

@@ -366,6 +366,16 @@ func (b *builder) logf(format string, args ...any) {
 
 func (b *builder) logRaw(p []byte) { b.log.Write(p) }
 
+// notef is a line that always reaches a human (LogOut, else stderr), not
+// a warning: an optional kconfig symbol left out.
+func (b *builder) notef(format string, args ...any) {
+	w := b.o.LogOut
+	if w == nil {
+		w = os.Stderr
+	}
+	fmt.Fprintf(w, "kbuild: "+format+"\n", args...)
+}
+
 // warnf always reaches a human: to LogOut when set, else stderr.
 func (b *builder) warnf(format string, args ...any) {
 	w := b.o.LogOut
@@ -387,7 +397,9 @@ type keyInput struct {
 
 // cacheKey hashes keyInput with length-prefixed fields, so no two distinct
 // inputs can serialise alike. Fragment names are left out (renaming a file
-// does not change the kernel); order is kept (later fragments win). The
+// does not change the kernel), and so are their comments (fragmentKey:
+// marking a symbol optional or rewording a comment does not rebuild);
+// order is kept (later fragments win). The
 // series only counts for the patched variant: a baseline kernel does not
 // depend on the patches, and must stay cached while they are being edited.
 func cacheKey(in keyInput) string {
@@ -410,7 +422,7 @@ func cacheKey(in keyInput) string {
 		}
 	}
 	for _, f := range in.Fragments {
-		field("fragment", f.Data)
+		field("fragment", fragmentKey(f))
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

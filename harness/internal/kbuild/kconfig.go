@@ -24,6 +24,10 @@ type request struct {
 	Value    ConfigValue
 	Fragment string
 	Line     int
+	// Optional: the tree may lack the symbol, or drop it (see optional.go);
+	// Why is the reason the fragment gives.
+	Optional bool
+	Why      string
 }
 
 var (
@@ -69,10 +73,16 @@ func mergeFragments(frags []Fragment) ([]request, error) {
 		sc := bufio.NewScanner(bytes.NewReader(f.Data))
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		n := 0
+		inOptional, sectionWhy := false, ""
 		for sc.Scan() {
 			n++
 			line := strings.TrimSpace(sc.Text())
-			sym, val, ok := parseConfigLine(line)
+			if opt, ok, why := section(line); ok {
+				inOptional, sectionWhy = opt, why
+				continue
+			}
+			assign, comment := splitTrailing(line)
+			sym, val, ok := parseConfigLine(assign)
 			if !ok {
 				if line == "" || strings.HasPrefix(line, "#") {
 					continue
@@ -82,7 +92,13 @@ func mergeFragments(frags []Fragment) ([]request, error) {
 			if val == "" {
 				return nil, fmt.Errorf("kconfig fragment %s:%d: CONFIG_%s has an empty value (use \"\" for an empty string or # CONFIG_%s is not set)", f.Name, n, sym, sym)
 			}
-			r := request{Symbol: sym, Value: val, Fragment: f.Name, Line: n}
+			r := request{Symbol: sym, Value: val, Fragment: f.Name, Line: n, Optional: inOptional, Why: sectionWhy}
+			if opt, set, why := marker(comment); set {
+				r.Optional, r.Why = opt, why
+				if !opt {
+					r.Why = ""
+				}
+			}
 			if i, seen := idx[sym]; seen {
 				reqs[i] = r
 				continue

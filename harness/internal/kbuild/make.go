@@ -28,8 +28,9 @@ func objDirName(frags []Fragment, compiler string) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\n%s\n", recipeVersion, compiler)
 	for _, f := range frags {
-		fmt.Fprintf(h, "%d\n", len(f.Data))
-		h.Write(f.Data)
+		data := fragmentKey(f)
+		fmt.Fprintf(h, "%d\n", len(data))
+		h.Write(data)
 	}
 	return ".oomlab-build-" + hex.EncodeToString(h.Sum(nil))[:12]
 }
@@ -311,7 +312,7 @@ func (b *builder) configure(ctx context.Context, m *makeRun, tree string, src *s
 	idPath := filepath.Join(objDir, configIDName)
 	id := configID(tree, src, reqs, compiler)
 	if old, err := os.ReadFile(idPath); err == nil && strings.TrimSpace(string(old)) == id {
-		if data, err := os.ReadFile(cfgPath); err == nil && len(checkRequests(reqs, ParseConfig(data))) == 0 {
+		if data, err := os.ReadFile(cfgPath); err == nil && len(checkRequests(requiredOnly(reqs), ParseConfig(data))) == 0 {
 			b.logf("configuration unchanged, reusing %s", cfgPath)
 			return nil
 		}
@@ -326,12 +327,14 @@ func (b *builder) configure(ctx context.Context, m *makeRun, tree string, src *s
 	if err != nil {
 		return err
 	}
-	if unk := db.unknownSymbols(reqs); len(unk) > 0 {
-		var items []string
-		for _, r := range unk {
-			items = append(items, fmt.Sprintf("CONFIG_%s (%s:%d)", r.Symbol, r.Fragment, r.Line))
-		}
-		return fmt.Errorf("kconfig fragments name symbols no Kconfig file in %s defines: %s; remove or rename them", tree, strings.Join(items, ", "))
+	// Optional symbols the tree lacks are left out, one line each; a
+	// missing required one fails (optional.go).
+	reqs, notes, err := resolveUnknown(db, tree, reqs)
+	for _, n := range notes {
+		b.notef("%s", n)
+	}
+	if err != nil {
+		return err
 	}
 	if err := m.run(ctx, "configuration", nil, "tinyconfig"); err != nil {
 		return err
@@ -351,7 +354,11 @@ func (b *builder) configure(ctx context.Context, m *makeRun, tree string, src *s
 		return err
 	}
 	final := ParseConfig(finalData)
-	if d := checkRequests(reqs, final); len(d) > 0 {
+	notes, d := splitDropped(db, checkRequests(reqs, final), final)
+	for _, n := range notes {
+		b.notef("%s", n)
+	}
+	if len(d) > 0 {
 		return fmt.Errorf("kconfig: %d requested setting(s) did not survive olddefconfig (final config: %s):\n  %s",
 			len(d), cfgPath, strings.Join(db.explain(d, final), "\n  "))
 	}

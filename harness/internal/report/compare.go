@@ -17,6 +17,7 @@ import (
 type Summary struct {
 	Scenario, Variant string
 	Runs, Passed      int
+	Skipped           int // runs not made: the kernel lacks what the scenario requires
 	Lockups           int
 	Kills, OOMEvents  int
 	HandedOver        int
@@ -33,6 +34,10 @@ func Summaries(r *results.Run) []Summary {
 	for _, g := range groups(r) {
 		s := Summary{Scenario: g.results[0].Scenario, Variant: g.results[0].Variant}
 		for _, res := range g.results {
+			if res.Verdict == results.Skip {
+				s.Skipped++
+				continue // no guest ran: no figures
+			}
 			f := res.Figures
 			s.Runs++
 			if res.Verdict == results.Pass {
@@ -106,7 +111,7 @@ func Differences(w io.Writer, r *results.Run) {
 	var order []*scen
 	byName := map[string]*scen{}
 	for _, res := range r.Results {
-		if res.Verdict == results.Error {
+		if res.Verdict == results.Error || res.Verdict == results.Skip {
 			continue
 		}
 		s := byName[res.Scenario]

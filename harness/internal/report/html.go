@@ -428,6 +428,9 @@ func HTML(w io.Writer, r *results.Run, dir string) error {
 				kpe = fmt.Sprintf("%.2f", f.KillsPerOOMEvent)
 			}
 			links := fmt.Sprintf(`<a class="console" href="%s">console</a>`, href(res.Console))
+			if res.Console == "" { // skipped before a guest booted
+				links = "-"
+			}
 			if res.Metrics != "" {
 				links += fmt.Sprintf(` · <a href="%s">metrics</a>`, href(res.Metrics))
 			}
@@ -449,6 +452,9 @@ func HTML(w io.Writer, r *results.Run, dir string) error {
 			// "round N: ...".
 			if res.Error != "" {
 				fails = append(fails, fmt.Sprintf("ERROR %s#%d: %s", res.Variant, res.Repeat, res.Error))
+			}
+			if res.SkipReason != "" {
+				fails = append(fails, fmt.Sprintf("SKIP %s#%d: %s", res.Variant, res.Repeat, res.SkipReason))
 			}
 		}
 		if len(fails) > 0 {

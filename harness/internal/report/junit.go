@@ -18,6 +18,7 @@ type junitSuites struct {
 	Tests    int          `xml:"tests,attr"`
 	Failures int          `xml:"failures,attr"`
 	Errors   int          `xml:"errors,attr"`
+	Skipped  int          `xml:"skipped,attr,omitempty"`
 	Suites   []junitSuite `xml:"testsuite"`
 }
 
@@ -35,10 +36,15 @@ type junitCase struct {
 	Name      string        `xml:"name,attr"`
 	Classname string        `xml:"classname,attr"`
 	Time      float64       `xml:"time,attr"`
-	Skipped   *struct{}     `xml:"skipped,omitempty"`
+	Skipped   *junitSkipped `xml:"skipped,omitempty"`
 	Failure   *junitProblem `xml:"failure,omitempty"`
 	Error     *junitProblem `xml:"error,omitempty"`
 	SystemOut string        `xml:"system-out,omitempty"`
+}
+
+// junitSkipped is <skipped message="why"/>.
+type junitSkipped struct {
+	Message string `xml:"message,attr,omitempty"`
 }
 
 type junitProblem struct {
@@ -60,7 +66,7 @@ func JUnit(w io.Writer, r *results.Run) error {
 			}
 			switch res.Verdict {
 			case results.Skip:
-				c.Skipped = &struct{}{}
+				c.Skipped = &junitSkipped{Message: res.SkipReason}
 				s.Skipped++
 			case results.Fail:
 				c.Failure = &junitProblem{Message: res.Failures[0], Body: strings.Join(res.Failures, "\n")}
@@ -76,6 +82,7 @@ func JUnit(w io.Writer, r *results.Run) error {
 		out.Tests += s.Tests
 		out.Failures += s.Failures
 		out.Errors += s.Errors
+		out.Skipped += s.Skipped
 		out.Suites = append(out.Suites, s)
 	}
 	// A variant significantly worse than its reference fails the run

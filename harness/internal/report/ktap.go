@@ -53,7 +53,7 @@ func KTAP(w io.Writer, r *results.Run) {
 			case results.Pass:
 				fmt.Fprintf(w, "    ok %d repeat-%d\n", j+1, res.Repeat)
 			case results.Skip:
-				fmt.Fprintf(w, "    ok %d repeat-%d # SKIP\n", j+1, res.Repeat)
+				fmt.Fprintf(w, "    ok %d repeat-%d # SKIP %s\n", j+1, res.Repeat, ktapText(res.SkipReason))
 			case results.Error:
 				ok = false
 				fmt.Fprintf(w, "    not ok %d repeat-%d # error: %s\n", j+1, res.Repeat, ktapText(res.Error))

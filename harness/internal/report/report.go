@@ -67,5 +67,8 @@ func Table(w io.Writer, r *results.Run) {
 		if res.Error != "" {
 			fmt.Fprintf(w, "  ERROR %s/%s#%d: %s\n", res.Scenario, res.Variant, res.Repeat, res.Error)
 		}
+		if res.SkipReason != "" {
+			fmt.Fprintf(w, "  SKIP %s/%s#%d: %s\n", res.Scenario, res.Variant, res.Repeat, res.SkipReason)
+		}
 	}
 }

@@ -67,18 +67,21 @@ type Result struct {
 	// Sweep, Case and KeyFigure are set for a case of a sweep (a
 	// scenario file with a matrix): the sweep's name, the case's label
 	// on each axis in axis order, and the figure its grid shows.
-	Sweep     string          `json:"sweep,omitempty"`
-	Case      []Param         `json:"case,omitempty"`
-	KeyFigure string          `json:"key_figure,omitempty"`
-	Variant   string          `json:"variant"`
-	Repeat    int             `json:"repeat"`
-	Verdict   Verdict         `json:"verdict"`
-	Failures  []string        `json:"failures,omitempty"` // expectations that did not hold
-	Error     string          `json:"error,omitempty"`    // why the run could not complete
-	Accel     string          `json:"accel"`
-	Figures   metrics.Figures `json:"figures"`
-	Stressors []StressorExit  `json:"stressors,omitempty"`
-	Steps     []StepResult    `json:"steps,omitempty"` // setup and actions, in the order they ran
+	Sweep     string   `json:"sweep,omitempty"`
+	Case      []Param  `json:"case,omitempty"`
+	KeyFigure string   `json:"key_figure,omitempty"`
+	Variant   string   `json:"variant"`
+	Repeat    int      `json:"repeat"`
+	Verdict   Verdict  `json:"verdict"`
+	Failures  []string `json:"failures,omitempty"` // expectations that did not hold
+	Error     string   `json:"error,omitempty"`    // why the run could not complete
+	// SkipReason says why the verdict is skip: the kernel lacks what
+	// the scenario requires (requires:).
+	SkipReason string          `json:"skip_reason,omitempty"`
+	Accel      string          `json:"accel"`
+	Figures    metrics.Figures `json:"figures"`
+	Stressors  []StressorExit  `json:"stressors,omitempty"`
+	Steps      []StepResult    `json:"steps,omitempty"` // setup and actions, in the order they ran
 	// Rounds are the rounds of the stress phase that ran, in order (one
 	// for a scenario without rounds); a run that ended early keeps the
 	// rounds before.

@@ -31,6 +31,7 @@ const DefaultCmdline = "panic=-1 sysrq_always_enabled sysctl.kernel.hung_task_ti
 // binaries, and where to put results.
 type Env struct {
 	Kernels   map[string]string // variant -> bzImage
+	Configs   map[string]string // variant -> its .config, for requires: (none: only the guest checks)
 	AgentBin  string
 	Stressors []string // static binaries, copied to /bin in the guest
 	QEMU      string
@@ -92,6 +93,10 @@ func judge(r *results.Result, sc *Scenario, variant string, err error) {
 			rr.Verdict = results.Fail
 		}
 	}
+	if why := skipReason(err); why != "" { // requires: (requires.go)
+		r.Verdict, r.SkipReason = results.Skip, why
+		return
+	}
 	if err != nil {
 		r.Verdict, r.Error = results.Error, err.Error()
 		return
@@ -119,6 +124,7 @@ func judge(r *results.Result, sc *Scenario, variant string, err error) {
 	if len(r.Failures) > 0 {
 		r.Verdict = results.Fail
 	}
+	judgeExits(r, sc) // a stressor that did not run as designed: error (exits.go)
 }
 
 // eventLog collects console events as they stream in, and counts the kills
@@ -396,6 +402,9 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 	if !ok {
 		return fmt.Errorf("no %s kernel built", variant)
 	}
+	if err := checkConfig(env.Configs[variant], sc, variant); err != nil {
+		return err // requires: against the .config, no guest (requires.go)
+	}
 	ctx, cancel := context.WithTimeout(ctx, sc.Timeout.D())
 	defer cancel()
 
@@ -555,6 +564,9 @@ func (g *session) finding() *console.Event {
 // the rounds before are kept); a guest that died is not one (the figures
 // tell that story), it ends the rounds.
 func runGuest(ctx context.Context, g *session, r *results.Result, f *facts) error {
+	if err := checkGuest(ctx, g.sh, g.sc, g.variant); err != nil {
+		return err // requires: in the guest, before the setup (requires.go)
+	}
 	steps, err := setupPhase(ctx, g.sh, g.sc, g.variant)
 	r.Steps = append(r.Steps, steps...)
 	if err != nil {

@@ -50,6 +50,9 @@ type Scenario struct {
 	Watchdog Duration `yaml:"watchdog"`
 	Repeats  int      `yaml:"repeats"`
 	Variants []string `yaml:"variants"`
+	// Requires names what the scenario needs of the kernel (see
+	// Capabilities): a run whose kernel lacks one is skipped, not passed.
+	Requires []Requirement `yaml:"requires"`
 	// Expect maps a figure to a condition: "== 0", ">= 1", "<= 500", "true".
 	Expect map[string]string `yaml:"expect"`
 	// ExpectVariant adds or overrides conditions for one variant, e.g. the
@@ -89,6 +92,9 @@ type Stressor struct {
 	// nice and cgroup, written at the stressor's level in YAML.
 	protocol.Spawn `yaml:",inline"`
 	Background     bool `yaml:"background"` // runs for the whole stress phase; its end does not count as "all exited"
+	// MayFail: a non-zero exit (or a signal other than the OOM killer's
+	// SIGKILL) is what the scenario measures, not an error (exits.go).
+	MayFail bool `yaml:"may_fail"`
 	// StartAfter delays the start, measured from the start of the stress
 	// phase: a victim allocates first, the hogs that push it over come later.
 	StartAfter Duration `yaml:"start_after"`
@@ -348,6 +354,9 @@ func (s *Scenario) validate() (string, string) {
 		if !variantRE.MatchString(v) {
 			return fmt.Sprintf("$.variants[%d]", i), fmt.Sprintf("variant %q: want baseline, patched or patched:N (the first N patches)", v)
 		}
+	}
+	if field, msg := s.checkRequires(); msg != "" {
+		return field, msg
 	}
 	names := map[string]bool{}
 	for i, st := range s.Stressors {
