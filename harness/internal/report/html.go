@@ -483,16 +483,19 @@ func HTML(w io.Writer, r *results.Run, dir string) error {
 			total := 0
 			for _, v := range variants {
 				g := groups[[2]string{sc, v}]
-				d := g.Samples.Dists[fig.Field]
+				d := g.Samples.Dists[fig.DistName()]
 				total += len(d.Values)
-				sg = append(sg, stripGroup{Variant: v, Values: d.Values, Stats: distStats(g, fig.Field)})
+				sg = append(sg, stripGroup{Variant: v, Values: d.Values, Stats: distStats(g, fig.DistName())})
+			}
+			if total == 0 && fig.Field == "extra" {
+				continue // a scenario-specific figure this scenario does not have
 			}
 			if total == 0 {
 				fmt.Fprintf(&b, "<p class=\"note\">No <code>%s</code> samples in any variant: no plot.</p>\n", esc(fig.Field))
 				continue
 			}
-			fmt.Fprintf(&b, "<h3>Distribution of <code>%s</code> per variant <span class=\"note\">(every sample; figure <code>%s</code> is one statistic of it)</span></h3>\n", esc(fig.Field), esc(fig.Name))
-			stripPlot(&b, anchor("dist", sc, fig.Field), fig.Field, fig.Unit, sg)
+			fmt.Fprintf(&b, "<h3>Distribution of <code>%s</code> per variant <span class=\"note\">(every sample; figure <code>%s</code> is one statistic of it)</span></h3>\n", esc(fig.DistName()), esc(fig.Name))
+			stripPlot(&b, anchor("dist", sc, fig.DistName()), fig.DistName(), fig.Unit, sg)
 		}
 
 		// One timeline per guest run.
