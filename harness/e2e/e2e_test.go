@@ -74,6 +74,15 @@ func oomlab(t *testing.T, args ...string) *exec.Cmd {
 // readRun reads the single run directory under dir.
 func readRun(t *testing.T, dir string) *runJSON {
 	t.Helper()
+	var r runJSON
+	readRunInto(t, dir, &r)
+	return &r
+}
+
+// readRunInto decodes the single run.json under dir into v and returns
+// its directory.
+func readRunInto(t *testing.T, dir string, v any) string {
+	t.Helper()
 	m, _ := filepath.Glob(filepath.Join(dir, "*", "run.json"))
 	if len(m) != 1 {
 		t.Fatalf("want one run.json under %s, found %v", dir, m)
@@ -82,11 +91,10 @@ func readRun(t *testing.T, dir string) *runJSON {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r runJSON
-	if err := json.Unmarshal(b, &r); err != nil {
+	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("run.json is not valid JSON: %v", err)
 	}
-	return &r
+	return filepath.Dir(m[0])
 }
 
 // TestBuildDefaultKernel builds (or takes from the cache) the default

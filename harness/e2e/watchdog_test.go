@@ -37,19 +37,9 @@ type hangRun struct {
 
 func readHangRun(t *testing.T, dir string) (*hangRun, string) {
 	t.Helper()
-	m, _ := filepath.Glob(filepath.Join(dir, "*", "run.json"))
-	if len(m) != 1 {
-		t.Fatalf("want one run.json under %s, found %v", dir, m)
-	}
-	b, err := os.ReadFile(m[0])
-	if err != nil {
-		t.Fatal(err)
-	}
 	var r hangRun
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatal(err)
-	}
-	return &r, filepath.Dir(m[0])
+	d := readRunInto(t, dir, &r)
+	return &r, d
 }
 
 // TestSilentHang: every vCPU of the guest is owned by a SCHED_FIFO busy
