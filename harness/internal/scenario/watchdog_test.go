@@ -114,19 +114,8 @@ func TestWatchdogTimingNoise(t *testing.T) {
 	sc := stressScenario()
 	sh := &fakeShell{}
 	ts := watchedSession(t, sc, sh, 300*time.Millisecond)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-				ts.fm.print("[   18.224029][    C1] hrtimer: interrupt took 31518244 ns",
-					"[   18.300000][    C0] clocksource: timekeeping watchdog on CPU0: Marking clocksource 'tsc' as unstable because the skew is too large:")
-			}
-		}
-	}()
+	defer keepPrinting(ts, "[   18.224029][    C1] hrtimer: interrupt took 31518244 ns",
+		"[   18.300000][    C0] clocksource: timekeeping watchdog on CPU0: Marking clocksource 'tsc' as unstable because the skew is too large:")()
 	r, f, err := ts.run(t, context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -143,18 +132,7 @@ func TestWatchdogAgentLost(t *testing.T) {
 	sc := stressScenario()
 	sh := &fakeShell{}
 	ts := watchedSession(t, sc, sh, 150*time.Millisecond)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-				ts.fm.print("[   25.021050][    C1] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:")
-			}
-		}
-	}()
+	defer keepPrinting(ts, "[   25.021050][    C1] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:")()
 	r, f, err := ts.run(t, context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -371,4 +349,21 @@ func TestWatchdogFindingDuringEvidence(t *testing.T) {
 	if r.Figures.ByKind["silent_hang"] != 1 {
 		t.Errorf("by kind %v", r.Figures.ByKind)
 	}
+}
+
+// keepPrinting makes the fake console print lines every 20 ms until the
+// returned stop is called: a guest whose kernel keeps talking.
+func keepPrinting(ts *testSession, lines ...string) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+				ts.fm.print(lines...)
+			}
+		}
+	}()
+	return func() { close(done) }
 }
