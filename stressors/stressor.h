@@ -160,14 +160,11 @@ static inline void touch_pages(char *p, size_t len, long page, char v)
 		p[off] = v;
 }
 
-/*
- * map_touch maps len bytes of private anonymous memory and writes every
- * page, so that the memory is really committed. NULL if the mmap fails.
- */
-static inline char *map_touch(size_t len, long page)
+/* Map len bytes of anonymous memory with these flags and write every page. */
+static inline char *map_touch_flags(size_t len, long page, int flags)
 {
 	long p = syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			 flags | MAP_ANONYMOUS, -1, 0);
 
 	if (p < 0 && p > -4096)
 		return NULL;
@@ -176,18 +173,21 @@ static inline char *map_touch(size_t len, long page)
 }
 
 /*
+ * map_touch maps len bytes of private anonymous memory and writes every
+ * page, so that the memory is really committed. NULL if the mmap fails.
+ */
+static inline char *map_touch(size_t len, long page)
+{
+	return map_touch_flags(len, page, MAP_PRIVATE);
+}
+
+/*
  * map_touch_shared is map_touch with MAP_SHARED | MAP_ANONYMOUS: shmem
  * pages, which the OOM reaper skips (only the last unmap frees them).
  */
 static inline char *map_touch_shared(size_t len, long page)
 {
-	long p = syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE,
-			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-
-	if (p < 0 && p > -4096)
-		return NULL;
-	touch_pages((char *)p, len, page, 1);
-	return (char *)p;
+	return map_touch_flags(len, page, MAP_SHARED);
 }
 
 /*
