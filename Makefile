@@ -10,9 +10,9 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Debian packages the lab needs. The kernel source package (linux-source-6.12)
 # is installed by oomlab itself, at the version pinned in patches/BASE.
 APT_PKGS := qemu-system-x86 gcc libc6-dev make flex bison bc libelf-dev libssl-dev \
-            cpio ccache perl xz-utils git patch
+            cpio ccache perl xz-utils git patch jq
 
-.PHONY: all deps build lab test unit e2e lint patches-check proof bench fuzz clean report-png
+.PHONY: all deps build lab test unit e2e lint patches-check proof bench fuzz clean report-png test-trees soak
 
 all: build
 
@@ -77,6 +77,20 @@ bench:
 	  $(MAKE) --no-print-directory build && $(BIN)/oomlab run tetsuo-rt-idle --variants $(BENCH_VARIANTS) --repeat 1 || test $$? = 1; \
 	fi
 	$(GO) run ./harness/cmd/samplerate -results $(CURDIR)/results tetsuo-rt-idle
+
+# oomlab, unchanged, on Debian's linux-source-6.1 beside the default 6.12
+# (baseline kernels): quick, tetsuo-rt-idle and detector-selftest, a
+# verdict table in results/trees-<date>.md. Builds kernels: not in CI.
+#   make test-trees [TREES="6.1 6.12"] [TREE_SCENARIOS="..."]
+test-trees: build
+	bash scripts/test-trees.sh
+
+# 100 idle boots per kernel (0 findings) and 10 provocations of each LKDTM
+# detector class per kernel (every one detected); results/soak-<date>.md.
+# About two hours on 2 cores: not in CI.
+#   make soak [SOAK_VARIANTS=baseline,patched] [SOAK_BOOTS=100] [SOAK_PROVOKE=10]
+soak: build
+	bash scripts/soak.sh
 
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzParser -fuzztime 3m ./harness/internal/console/

@@ -23,6 +23,10 @@
  *                          /sys/kernel/debug/sched/fair_server/cpuN/runtime
  *                          for the hogged CPU before starting (0 starves CFS)
  *
+ * On a kernel without a fair server (before 6.12: the scheduler's debugfs
+ * directory has no fair_server) --fair-server-runtime 0 holds as it is and
+ * is only noted; any other runtime fails.
+ *
  * Both writes are skipped when the file already holds the value: rewriting
  * either resets the deadline servers and lets CFS tasks queued on the
  * hogged CPU run once more. Set them before starting the victim.
@@ -76,6 +80,19 @@ static int write_if_changed(const char *path, const char *val)
 			return 0;
 	}
 	return write_str(path, val);
+}
+
+/*
+ * A kernel without the fair deadline server (before 6.12) has the
+ * scheduler's debugfs directory but no fair_server in it. Without the
+ * directory (debugfs not mounted, no SCHED_DEBUG) nothing can be told:
+ * the write is tried and fails as it should.
+ */
+static int no_fair_server(void)
+{
+	return access("/sys/kernel/debug/sched", F_OK) == 0 &&
+	       access("/sys/kernel/debug/sched/fair_server", F_OK) != 0 &&
+	       errno == ENOENT;
 }
 
 static double now_s(void)
@@ -132,7 +149,19 @@ int main(int argc, char **argv)
 			break;
 		}
 	}
-	if (fair_runtime >= 0) {
+	if (fair_runtime >= 0 && no_fair_server()) {
+		/*
+		 * Before 6.12 nothing but RT throttling gives CFS time beside
+		 * an RT hog: a request for runtime 0 is met as it stands.
+		 */
+		if (fair_runtime > 0) {
+			fprintf(stderr, "rthog: --fair-server-runtime %ld: this kernel has no fair server (/sys/kernel/debug/sched/fair_server)\n",
+				fair_runtime);
+			return 1;
+		}
+		kmsg("rthog %d cpu=%ld: no fair server in this kernel: RT throttling alone decides\n",
+		     getpid(), cpu);
+	} else if (fair_runtime >= 0) {
 		char path[96], val[32];
 
 		snprintf(path, sizeof(path),

@@ -43,6 +43,13 @@ var capabilities = []Capability{
 		Config: []string{"DYNAMIC_DEBUG"}, Paths: []string{"/proc/dynamic_debug/control"}},
 	{Name: "oom_debug_knob", Doc: "the test-only fault injection (patches/test: /sys/kernel/debug/oom/exit_mmap_idle)",
 		Config: []string{"DEBUG_FS"}, Paths: []string{"/sys/kernel/debug/oom/exit_mmap_idle"}},
+	// What "rthog --fair-server-runtime 0" needs to leave CFS tasks no time
+	// at all beside an RT hog (with RT throttling off): the fair server's
+	// knob on 6.12+, or a kernel without a fair server, which shows as the
+	// scheduler's debugfs directory without fair_server in it (rthog tells
+	// the two apart and fails on anything else).
+	{Name: "starve_cfs", Doc: "an RT hog can starve CFS tasks: the fair server's knob (6.12+) or no fair server (before 6.12)",
+		Config: []string{"DEBUG_FS"}, Paths: []string{"/sys/kernel/debug/sched"}},
 }
 
 // Capabilities is the table requires: names, in order.
