@@ -81,7 +81,9 @@ func variantPatches(variant string) (string, bool) {
 			s = "the test-only series"
 		}
 		return s, !test
-	case n > 0:
+	case n == 1:
+		s = "the first patch of the series"
+	case n > 1:
 		s = fmt.Sprintf("the first %d patches of the series", n)
 	default:
 		s = "the whole series"
