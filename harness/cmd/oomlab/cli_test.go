@@ -352,3 +352,28 @@ func TestReportHTML(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q\n%.600s", code, errOut, out)
 	}
 }
+
+func TestReportKCIDB(t *testing.T) {
+	dir := writeRun(t, "r", 3)
+	out, errOut, code := run(t, ".", "report", dir, "--format", "kcidb", "--kcidb-origin", "my_lab")
+	var rep struct {
+		Version struct{ Major int } `json:"version"`
+		Tests   []struct {
+			ID     string `json:"id"`
+			Origin string `json:"origin"`
+			Path   string `json:"path"`
+			Status string `json:"status"`
+		} `json:"tests"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil {
+		t.Fatalf("exit %d, %v, stderr %q\n%.600s", code, err, errOut, out)
+	}
+	if rep.Version.Major != 5 || len(rep.Tests) == 0 || rep.Tests[0].ID != "my_lab:r/s/baseline/1" ||
+		rep.Tests[0].Origin != "my_lab" || rep.Tests[0].Path != "oomlab.s" || rep.Tests[0].Status != "PASS" {
+		t.Errorf("kcidb report: %+v", rep)
+	}
+	_, errOut, code = run(t, ".", "report", dir, "--format", "kcidb", "--kcidb-origin", "My Lab")
+	if code != 2 || !strings.Contains(errOut, `kcidb origin "My Lab"`) || strings.Count(errOut, "\n") != 1 {
+		t.Errorf("bad origin: exit %d, stderr %q", code, errOut)
+	}
+}

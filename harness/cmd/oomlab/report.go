@@ -15,9 +15,10 @@ import (
 
 func newReportCmd() *cobra.Command {
 	var format string
+	var kc report.KCIDBOptions
 	c := &cobra.Command{
 		Use:   "report RUN_DIR",
-		Short: "re-render a run's results: --format text|json|ktap|junit|html",
+		Short: "re-render a run's results: --format text|json|ktap|junit|html|kcidb",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			r, err := results.Load(args[0])
@@ -50,16 +51,24 @@ func newReportCmd() *cobra.Command {
 				report.KTAP(os.Stdout, r)
 			case "junit":
 				return report.JUnit(os.Stdout, r)
+			case "kcidb":
+				// KernelCI's KCIDB v5 submission (checkouts, builds,
+				// tests), for kcidb-submit or any KCIDB client.
+				if err := report.KCIDB(os.Stdout, r, kc); err != nil {
+					return &exitError{2, fmt.Errorf("report: %v", err)}
+				}
 			case "html":
 				// Reads events.jsonl and the metrics files of the run
 				// directory; its links are relative to that directory.
 				return report.HTML(os.Stdout, r, args[0])
 			default:
-				return &exitError{2, fmt.Errorf("report: --format %q: want text, json, ktap, junit or html", format)}
+				return &exitError{2, fmt.Errorf("report: --format %q: want text, json, ktap, junit, html or kcidb", format)}
 			}
 			return nil
 		},
 	}
-	c.Flags().StringVar(&format, "format", "text", "text, json, ktap, junit or html (self-contained; links relative to RUN_DIR)")
+	c.Flags().StringVar(&format, "format", "text", "text, json, ktap, junit, html (self-contained; links relative to RUN_DIR) or kcidb (KernelCI KCIDB v5 JSON)")
+	c.Flags().StringVar(&kc.Origin, "kcidb-origin", report.DefaultKCIDBOrigin, "kcidb: the CI system's name in every id and origin ([a-z0-9_]+)")
+	c.Flags().StringVar(&kc.LogURLBase, "kcidb-log-url", "", "kcidb: absolute URL where RUN_DIR is published; each test's log_url is it plus the console log's name")
 	return c
 }

@@ -85,3 +85,17 @@ func Evaluate(expect map[string]string, f Figures) []string {
 	}
 	return fails
 }
+
+// FailedFigure is the figure a failure line of Evaluate is about ("" for a
+// line Evaluate did not write), so that a report can mark that figure
+// without a second copy of the line's format.
+func FailedFigure(line string) string {
+	name, _, ok := strings.Cut(line, " = ")
+	if !ok {
+		name, _, ok = strings.Cut(line, ": no value in this run")
+	}
+	if !ok || strings.ContainsAny(name, " \t") {
+		return ""
+	}
+	return name
+}

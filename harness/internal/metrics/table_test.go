@@ -155,3 +155,25 @@ func TestEvaluate(t *testing.T) {
 		t.Errorf("want no failures, got %v", fails)
 	}
 }
+
+// FailedFigure reads back the figure of every line Evaluate writes, and
+// nothing from lines it does not write.
+func TestFailedFigure(t *testing.T) {
+	f := Figures{Lockups: 2, ByKind: map[string]int{}}
+	exp := map[string]string{"lockups": "== 0", "left:x": "0", "oom_kills": ">= 1"}
+	fails := Evaluate(exp, f)
+	want := []string{"left:x", "lockups", "oom_kills"}
+	if len(fails) != len(want) {
+		t.Fatalf("fails = %q", fails)
+	}
+	for i, line := range fails {
+		if got := FailedFigure(line); got != want[i] {
+			t.Errorf("FailedFigure(%q) = %q, want %q", line, got, want[i])
+		}
+	}
+	for _, line := range []string{"agent did not answer", "the guest ran out = of time", ""} {
+		if got := FailedFigure(line); got != "" {
+			t.Errorf("FailedFigure(%q) = %q, want \"\"", line, got)
+		}
+	}
+}

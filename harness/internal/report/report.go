@@ -1,5 +1,6 @@
 // Package report renders a run's record (package results) for people and
-// CI: the terminal tables, the comparison of variants, KTAP and JUnit.
+// CI: the terminal tables, the comparison of variants, KTAP, JUnit, HTML
+// and KernelCI's KCIDB.
 package report
 
 import (
