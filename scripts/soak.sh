@@ -10,6 +10,7 @@
 #      detector-hardlockup: hard lockup): every provocation detected.
 #
 #   make soak [SOAK_VARIANTS=baseline,patched] [SOAK_BOOTS=100] [SOAK_PROVOKE=10]
+#             [SOAK_IDLE_RUN=results/<id>] [SOAK_DETECT_RUN=results/<id>]
 #
 # Writes results/soak-<date>.md with the figures per kernel and the run
 # directories behind them. Exit 0 when the soak found nothing false and
@@ -43,8 +44,10 @@ run() {
 	echo "$dir"
 }
 
-idle=$(run idle --repeat "$BOOTS")
-detect=$(run detector-selftest detector-hardlockup --repeat "$PROVOKE")
+# SOAK_IDLE_RUN / SOAK_DETECT_RUN: a finished run directory to count
+# instead of running that part again (e.g. after an interrupted soak).
+idle=${SOAK_IDLE_RUN:-$(run idle --repeat "$BOOTS")}
+detect=${SOAK_DETECT_RUN:-$(run detector-selftest detector-hardlockup --repeat "$PROVOKE")}
 
 # Per kernel: idle boots, boots not PASS, findings; per detector class, the
 # runs that provoked it and the runs that saw it (>= 1 report).
