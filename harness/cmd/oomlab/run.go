@@ -12,6 +12,7 @@ import (
 	"oomlab"
 	"oomlab/harness/internal/compare"
 	"oomlab/harness/internal/grid"
+	"oomlab/harness/internal/kbuild"
 	"oomlab/harness/internal/report"
 	"oomlab/harness/internal/results"
 	"oomlab/harness/internal/scenario"
@@ -82,7 +83,8 @@ func newRunCmd() *cobra.Command {
 				kr := kernels[v]
 				env.Kernels[v] = kr.BzImage
 				env.Configs[v] = kr.Config
-				rec.Kernels = append(rec.Kernels, results.Kernel{Variant: v, Release: kr.KernelRelease, Key: kr.Key, Cached: kr.Cached, BzImage: kr.BzImage, SourceID: kr.SourceID})
+				rec.Kernels = append(rec.Kernels, results.Kernel{Variant: v, Release: kr.KernelRelease, Key: kr.Key, Cached: kr.Cached, BzImage: kr.BzImage, SourceID: kr.SourceID,
+					Compiler: kr.Compiler, Patches: recordPatches(kr.Patches)})
 			}
 			if env.Dir, err = suite.Create(resultsDir, rec); err != nil {
 				return &exitError{2, err}
@@ -172,4 +174,13 @@ func guestBinaries(dir string) (string, []string, error) {
 		return "", nil, &exitError{2, fmt.Errorf("no stressors in %s/stressors (run 'make build', or pass --bin-dir)", dir)}
 	}
 	return agentBin, stressors, nil
+}
+
+// recordPatches is the run record's copy of the patches a kernel applied.
+func recordPatches(ps []kbuild.PatchID) []results.Patch {
+	var out []results.Patch
+	for _, p := range ps {
+		out = append(out, results.Patch{Name: p.Name, SHA256: p.SHA256})
+	}
+	return out
 }

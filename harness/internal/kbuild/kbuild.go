@@ -74,8 +74,32 @@ type Result struct {
 	// its bound (see Options.MaxCacheSize), or "" when it was within it.
 	// It is also written to LogOut.
 	Pruned string
+	// Compiler and Patches are inputs of Key, for the run record (and
+	// KCIDB's compiler and patchset_hash): the gcc --version line and the
+	// patches applied, in order (none for baseline).
+	Compiler string
+	Patches  []PatchID
 
 	release func()
+}
+
+// PatchID names one applied patch by its path in the series and the
+// SHA-256 of its contents.
+type PatchID struct {
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"`
+}
+
+// withInputs fills in the inputs of the key that a cache entry does not
+// keep in full.
+func withInputs(r *Result, gcc string, patches []Patch) *Result {
+	r.Compiler = gcc
+	r.Patches = nil
+	for _, p := range patches {
+		sum := sha256.Sum256(p.Data)
+		r.Patches = append(r.Patches, PatchID{Name: p.Name, SHA256: hex.EncodeToString(sum[:])})
+	}
+	return r
 }
 
 // Release ends the use of the kernel: until then (or until the process
@@ -210,7 +234,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	})
 	if r, ok := b.useCached(key); ok {
 		b.phase(PhaseCached, r.BzImage)
-		return r, nil
+		return withInputs(r, gcc, patches), nil
 	}
 
 	// Slow path. One build at a time per cache: builds are CPU-bound and
@@ -225,7 +249,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	b.work = time.Now()
 	if r, ok := b.useCached(key); ok { // built by someone else meanwhile
 		b.phase(PhaseCached, r.BzImage)
-		return r, nil
+		return withInputs(r, gcc, patches), nil
 	}
 	if err := checkTools(); err != nil {
 		return nil, err
@@ -265,7 +289,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	res.Pruned = b.autoPrune(used)
 	b.phase(PhaseDone, res.BzImage)
-	return res, nil
+	return withInputs(res, gcc, patches), nil
 }
 
 // useCached returns the cached kernel for key, holding its entry (see

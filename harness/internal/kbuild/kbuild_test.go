@@ -754,3 +754,17 @@ func TestSeedObjDir(t *testing.T) {
 		t.Errorf("temporary seed dir left behind")
 	}
 }
+
+// The record's patch list is the series applied, in order, each with the
+// SHA-256 of its contents; withInputs replaces what a cached entry had.
+func TestWithInputs(t *testing.T) {
+	r := withInputs(&Result{Patches: []PatchID{{Name: "stale"}}}, "gcc 12", []Patch{{Name: "a.patch", Data: []byte("x")}, {Name: "b.patch", Data: nil}})
+	if r.Compiler != "gcc 12" || len(r.Patches) != 2 || r.Patches[0].Name != "a.patch" ||
+		r.Patches[0].SHA256 != "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881" ||
+		r.Patches[1].SHA256 != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
+		t.Errorf("withInputs: %+v", r)
+	}
+	if r := withInputs(&Result{}, "gcc", nil); r.Patches != nil {
+		t.Errorf("baseline patches %v, want none", r.Patches)
+	}
+}

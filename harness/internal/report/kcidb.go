@@ -68,6 +68,7 @@ type kcidbBuild struct {
 	CheckoutID   string         `json:"checkout_id"`
 	Comment      string         `json:"comment,omitempty"`
 	Architecture string         `json:"architecture"`
+	Compiler     string         `json:"compiler,omitempty"`
 	ConfigName   string         `json:"config_name"`
 	Status       string         `json:"status"`
 	Misc         map[string]any `json:"misc,omitempty"`

@@ -31,8 +31,9 @@ func shortSum(parts ...string) string {
 // kcidbCheckoutOf is the checkout a variant kernel was built from: its
 // source plus the variant's patches. Two variants are two checkouts (the
 // patchsets differ); two runs of the same variant on the same source are
-// one (same id). The record names the patches only by the variant, so
-// the patchset hash is known only for "no patches" (the baseline).
+// one (same id). The patchset hash comes from the patches the record
+// lists; an older record names them only by the variant, and then it is
+// known only for "no patches" (the baseline).
 func kcidbCheckoutOf(origin string, k results.Kernel) kcidbCheckout {
 	c := kcidbCheckout{
 		ID:     origin + ":checkout-" + shortSum(k.SourceID, k.Variant),
@@ -42,7 +43,16 @@ func kcidbCheckoutOf(origin string, k results.Kernel) kcidbCheckout {
 	}
 	patches, none := variantPatches(k.Variant)
 	c.Misc["patches"] = patches
-	if none {
+	switch {
+	case len(k.Patches) > 0:
+		hash := patchsetHash(k.Patches)
+		c.PatchsetHash = &hash
+		var names []string
+		for _, p := range k.Patches {
+			names = append(names, p.Name)
+		}
+		c.Misc["patch_files"] = names
+	case none:
 		empty := ""
 		c.PatchsetHash = &empty
 	}
@@ -63,6 +73,17 @@ func kcidbCheckoutOf(origin string, k results.Kernel) kcidbCheckout {
 	}
 	c.Comment = kcidbText(k.SourceID+", "+patches, 1<<14)
 	return c
+}
+
+// patchsetHash is KCIDB's patchset_hash: the SHA-256 over the
+// newline-terminated SHA-256 hex digests of the patches, in the order they
+// were applied.
+func patchsetHash(patches []results.Patch) string {
+	h := sha256.New()
+	for _, p := range patches {
+		h.Write([]byte(p.SHA256 + "\n"))
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // variantPatches says in words which patches a variant applies, and
@@ -108,6 +129,7 @@ func kcidbBuildOf(origin, checkoutID string, k results.Kernel) kcidbBuild {
 		CheckoutID:   checkoutID,
 		Comment:      k.Release,
 		Architecture: "x86_64",
+		Compiler:     k.Compiler,
 		// tinyconfig with oomlab's kconfig fragments (or the user's
 		// --kconfig), merged by kbuild; the cache key tells which.
 		ConfigName: "tinyconfig+oomlab",

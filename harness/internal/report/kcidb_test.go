@@ -2,10 +2,13 @@ package report
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -318,5 +321,40 @@ func TestKCIDBGolden(t *testing.T) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("output differs from %s (go test -run KCIDBGolden -update rewrites it):\n%s", golden, got)
+	}
+}
+
+// A record that lists a kernel's patches and compiler gives its checkout
+// KCIDB's patchset_hash (SHA-256 over the newline-terminated SHA-256 of
+// each patch, in order) and its build the compiler.
+func TestKCIDBPatchsetHashAndCompiler(t *testing.T) {
+	r := kcidbSynthetic()
+	r.Kernels[1].Patches = []results.Patch{
+		{Name: "0001-a.patch", SHA256: strings.Repeat("1", 64)},
+		{Name: "0002-b.patch", SHA256: strings.Repeat("2", 64)},
+	}
+	r.Kernels[1].Compiler = "gcc (Debian 12.2.0-14+deb12u1) 12.2.0"
+	b, doc := renderKCIDB(t, r, KCIDBOptions{})
+	if err := kcidbSchema(t).Validate(doc); err != nil {
+		t.Fatalf("schema: %v", err)
+	}
+	sum := sha256.Sum256([]byte(strings.Repeat("1", 64) + "\n" + strings.Repeat("2", 64) + "\n"))
+	want := hex.EncodeToString(sum[:])
+	rep := decodeKCIDB(t, b)
+	var hashes []string
+	for _, c := range rep.Checkouts {
+		if c.PatchsetHash != nil {
+			hashes = append(hashes, *c.PatchsetHash)
+		}
+	}
+	if !slices.Contains(hashes, want) || !slices.Contains(hashes, "") {
+		t.Errorf("patchset hashes %q, want the baseline's \"\" and %s", hashes, want)
+	}
+	var compilers []string
+	for _, bd := range rep.Builds {
+		compilers = append(compilers, bd.Compiler)
+	}
+	if !slices.Contains(compilers, r.Kernels[1].Compiler) {
+		t.Errorf("build compilers %q, want %q among them", compilers, r.Kernels[1].Compiler)
 	}
 }

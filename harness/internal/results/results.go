@@ -55,6 +55,17 @@ type Kernel struct {
 	Cached   bool   `json:"cache_hit"`
 	BzImage  string `json:"bzimage"`
 	SourceID string `json:"source_id"`
+	// The compiler (gcc --version) and the applied patches in order, name
+	// and SHA-256 (none: baseline); records before they existed lack them.
+	Compiler string  `json:"compiler,omitempty"`
+	Patches  []Patch `json:"patches,omitempty"`
+}
+
+// Patch is one patch applied to a kernel: its path in the series and the
+// SHA-256 of its contents.
+type Patch struct {
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"`
 }
 
 // Result is one guest run of one scenario on one variant. With rounds
