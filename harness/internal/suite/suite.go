@@ -60,7 +60,11 @@ type guestRun struct {
 	repeat  int
 }
 
-// guests are the plan's guest runs, in the order they run.
+// guests are the plan's guest runs, in the order they run: per scenario,
+// repeat after repeat, each repeat on every variant. Interleaved, the
+// variants meet the same host: a load that drifts over a long run (other
+// guests, a build) slows every variant alike instead of the last one
+// only, which would bias every timing comparison between them.
 func (p Plan) guests() []guestRun {
 	var out []guestRun
 	for _, sc := range p.Scenarios {
@@ -68,12 +72,11 @@ func (p Plan) guests() []guestRun {
 		if p.Repeat > 0 {
 			n = p.Repeat
 		}
-		for _, v := range p.Variants {
-			if !p.Request.Runs(sc.Variants, v) {
-				continue
-			}
-			for i := 1; i <= n; i++ {
-				out = append(out, guestRun{sc, v, i})
+		for i := 1; i <= n; i++ {
+			for _, v := range p.Variants {
+				if p.Request.Runs(sc.Variants, v) {
+					out = append(out, guestRun{sc, v, i})
+				}
 			}
 		}
 	}

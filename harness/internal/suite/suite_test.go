@@ -137,3 +137,21 @@ func TestVerdictRegression(t *testing.T) {
 		t.Errorf("regression: %v %q", v, why)
 	}
 }
+
+// Repeats interleave the variants (baseline#1, patched#1, baseline#2, ...)
+// so that a drifting host load is shared by every variant.
+func TestGuestOrderInterleavesVariants(t *testing.T) {
+	scs := []*scenario.Scenario{
+		{Name: "a", Variants: []string{"baseline", "patched"}, Repeats: 2},
+		{Name: "b", Variants: []string{"baseline"}, Repeats: 1},
+	}
+	p := NewPlan(scs, kbuild.Request{Want: []string{"baseline", "patched"}}, 0)
+	var got []string
+	for _, g := range p.guests() {
+		got = append(got, g.sc.Name+"/"+g.variant+"#"+string(rune('0'+g.repeat)))
+	}
+	want := []string{"a/baseline#1", "a/patched#1", "a/baseline#2", "a/patched#2", "b/baseline#1"}
+	if !slices.Equal(got, want) {
+		t.Errorf("order %v, want %v", got, want)
+	}
+}
