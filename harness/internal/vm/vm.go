@@ -64,6 +64,8 @@ type VM struct {
 	console sync.WaitGroup
 	output  lineCounter
 
+	killed atomic.Bool // Kill sent SIGKILL: an end by a signal is ours
+
 	stdinMu sync.Mutex
 	stdin   io.WriteCloser // QEMU's stdin: the serial mux, for BREAK + sysrq key
 }
@@ -350,6 +352,25 @@ func (v *VM) ExitError() error {
 	return fmt.Errorf("%v: %s", v.waitErr, strings.TrimSpace(v.stderr.String()))
 }
 
+// KilledFromOutside is, after Done, an error when QEMU ended by a signal
+// this process did not send (the host's OOM killer, an operator's kill -9,
+// QEMU's own abort); nil otherwise. Such an end says nothing about the
+// guest's kernel, unlike an exit by itself (a guest panic or reboot under
+// -no-reboot exits with status 0): the runner makes it an infrastructure
+// error, not a failed expectation.
+func (v *VM) KilledFromOutside() error {
+	if !isClosed(v.done) || v.killed.Load() {
+		return nil
+	}
+	var ee *exec.ExitError
+	if errors.As(v.waitErr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return fmt.Errorf("QEMU was killed by signal %d (%v), not by oomlab nor the guest", ws.Signal(), ws.Signal())
+		}
+	}
+	return nil
+}
+
 // Stop ends the guest: QMP quit, then SIGKILL to the process group if QEMU
 // has not gone within grace. It always returns with QEMU gone.
 func (v *VM) Stop(grace time.Duration) {
@@ -374,6 +395,7 @@ func (v *VM) Stop(grace time.Duration) {
 
 // Kill sends SIGKILL to QEMU's process group and waits for the exit.
 func (v *VM) Kill() {
+	v.killed.Store(true)
 	if v.cmd.Process != nil {
 		syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
 	}
