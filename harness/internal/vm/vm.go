@@ -143,6 +143,14 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 		case <-v.output.first:
 			return v, nil
 		case <-v.done:
+			// Status 0 is the guest's own end, not KVM's: a kernel
+			// that cannot boot (a truncated bzImage) triple-faults
+			// before a byte and -no-reboot makes that an exit.
+			// Falling back made it look like broken KVM and ran every
+			// later guest under TCG; the caller sees this one exited.
+			if v.waitErr == nil {
+				return v, nil
+			}
 		case <-time.After(10 * time.Second):
 			return v, nil
 		case <-ctx.Done():
@@ -154,10 +162,15 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 	if c.Accel == "kvm" {
 		return nil, fmt.Errorf("vm: KVM start failed: %v", err)
 	}
-	kvmBrokenM.Lock()
-	kvmBroken = true
-	kvmBrokenM.Unlock()
-	return start(ctx, c, "tcg")
+	v, terr := start(ctx, c, "tcg")
+	// Remembered only when TCG starts where KVM did not: a failure both
+	// share (a bad image, a bad option) says nothing about KVM.
+	if terr == nil {
+		kvmBrokenM.Lock()
+		kvmBroken = true
+		kvmBrokenM.Unlock()
+	}
+	return v, terr
 }
 
 // HandoffDebug is on every guest's command line: dynamic debug for
@@ -233,6 +246,9 @@ func launch(ctx context.Context, c Config, accel, qmpSock string, port int) (*VM
 	cmd := exec.Command(c.QEMU, c.args(accel, qmpSock, port)...)
 	// Own process group, so a kill reaches everything QEMU started, and
 	// SIGKILL when oomlab dies without running any cleanup (even SIGKILL).
+	// PDEATHSIG fires when the thread that forked QEMU ends; Go ends a
+	// thread only when a goroutine exits locked to it (LockOSThread),
+	// which the host never does, so it fires when the process dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
