@@ -1,63 +1,38 @@
 package vm
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"sync"
 	"time"
+
+	"github.com/digitalocean/go-qemu/qmp"
 )
 
-// Monitor is a QMP client with the guarantees a harness needs: every call
-// has a deadline, events are always drained (the most recent kept), a
-// line over maxLine fails the monitor instead of growing memory, and a
-// closed socket fails the pending call at once.
+// Monitor wraps go-qemu's QMP socket monitor with the guarantees the library
+// does not give: every call has a deadline, and the event stream is always
+// drained.
 //
-// Why our own and not github.com/digitalocean/go-qemu's SocketMonitor:
-// its Connect and Run block forever when QEMU stops answering, its reader
-// wedges once Events() was called and nobody reads it, and its reader
-// hands each reply to Run as a slice of its scanner's buffer and reads on
-// into that buffer, so an event arriving behind a reply can overwrite the
-// reply while Run parses it (a data race the race detector shows with
-// TestQMPHugeReplyAndEvents). QMP is one JSON object a line; the client
-// is small.
+// Why: qmp.SocketMonitor.Connect and Run block forever when QEMU stops
+// answering, and its reader goroutine blocks on the events channel once
+// Events() was called and nobody reads it, which in turn wedges Run and
+// Disconnect. Replies over 64 KiB kill the reader (bufio.Scanner limit). So
+// every library call here runs in a goroutine we can abandon, and one
+// goroutine owns the events channel for the monitor's whole life.
 type Monitor struct {
-	conn    net.Conn
+	mon     *qmp.SocketMonitor
 	timeout time.Duration
 
-	cmd     sync.Mutex  // one command at a time: QMP replies carry no id here
-	replies chan []byte // the reader's non-event lines, copied
-
-	mu      sync.Mutex
-	events  []Event // the most recent events, bounded
-	readErr error   // why the reader ended, once done is closed
-
-	done   chan struct{} // the reader ended
+	mu     sync.Mutex
+	events []qmp.Event // the most recent events, bounded
 	closed chan struct{}
 	once   sync.Once
 }
 
-// Event is a QMP event.
-type Event struct {
-	Event     string         `json:"event"`
-	Data      map[string]any `json:"data"`
-	Timestamp struct {
-		Seconds      int64 `json:"seconds"`
-		Microseconds int64 `json:"microseconds"`
-	} `json:"timestamp"`
-}
-
 // maxEvents bounds the events kept in memory; older ones are dropped.
 const maxEvents = 256
-
-// maxLine bounds one QMP line (a reply or an event): the commands the
-// harness sends have replies of a few hundred bytes.
-const maxLine = 64 << 10
 
 // ErrTimeout is returned when QEMU does not answer a QMP call in time.
 var ErrTimeout = errors.New("qmp: no reply in time")
@@ -69,126 +44,52 @@ var ErrClosed = errors.New("monitor connection closed")
 // DialMonitor connects to a QMP unix socket and does the capabilities
 // handshake, both bounded by timeout.
 func DialMonitor(ctx context.Context, socket string, timeout time.Duration) (*Monitor, error) {
-	d := net.Dialer{Timeout: timeout}
-	conn, err := d.DialContext(ctx, "unix", socket)
+	mon, err := qmp.NewSocketMonitor("unix", socket, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("qmp: connect %s: %w", socket, err)
 	}
-	m := &Monitor{conn: conn, timeout: timeout, replies: make(chan []byte, 1),
-		done: make(chan struct{}), closed: make(chan struct{})}
-	go m.read()
-	if err := m.call(ctx, "handshake", func() error {
-		if _, err := m.reply(); err != nil { // the greeting
-			return err
-		}
-		_, err := m.exchange([]byte(`{"execute":"qmp_capabilities"}` + "\n"))
-		return err
-	}); err != nil {
+	m := &Monitor{mon: mon, timeout: timeout, closed: make(chan struct{})}
+	if err := m.call(ctx, "handshake", func() error { return mon.Connect() }); err != nil {
 		m.abandon()
 		return nil, err
 	}
+	events, err := mon.Events(context.Background())
+	if err != nil {
+		m.abandon()
+		return nil, err
+	}
+	go m.drain(events)
 	return m, nil
 }
 
-// read owns the socket's reading side for the monitor's life: events go
-// to the ring, every other line (the greeting, replies) to replies.
-func (m *Monitor) read() {
-	defer close(m.done)
-	r := bufio.NewReaderSize(m.conn, maxLine)
-	for {
-		line, err := r.ReadSlice('\n')
-		if err != nil {
-			if errors.Is(err, bufio.ErrBufferFull) {
-				err = fmt.Errorf("qmp: a line over %d KiB", maxLine>>10)
-			} else if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
-				err = ErrClosed
-			}
-			m.mu.Lock()
-			m.readErr = err
-			m.mu.Unlock()
-			return
-		}
-		var e Event
-		if json.Unmarshal(line, &e) != nil {
-			continue // not JSON: nothing QEMU sends
-		}
-		if e.Event != "" {
-			m.mu.Lock()
-			if len(m.events) == maxEvents {
-				copy(m.events, m.events[1:])
-				m.events = m.events[:maxEvents-1]
-			}
-			m.events = append(m.events, e)
-			m.mu.Unlock()
-			continue
-		}
-		select {
-		case m.replies <- bytes.Clone(line): // ReadSlice's buffer is reused
-		case <-m.closed:
-			return
-		}
-	}
-}
-
-// reply waits for the next non-event line, or the reader's end.
-func (m *Monitor) reply() ([]byte, error) {
-	select {
-	case b := <-m.replies:
-		return b, nil
-	case <-m.done:
+// drain owns the events channel until the library closes it (when the
+// socket closes), so the library's reader can never block on it.
+func (m *Monitor) drain(events <-chan qmp.Event) {
+	for e := range events {
 		m.mu.Lock()
-		defer m.mu.Unlock()
-		return nil, m.readErr
-	case <-m.closed:
-		return nil, errors.New("monitor closed")
+		if len(m.events) == maxEvents {
+			copy(m.events, m.events[1:])
+			m.events = m.events[:maxEvents-1]
+		}
+		m.events = append(m.events, e)
+		m.mu.Unlock()
 	}
-}
-
-// exchange sends one command line and returns its "return" value, or
-// QEMU's error.
-func (m *Monitor) exchange(req []byte) (json.RawMessage, error) {
-	m.conn.SetWriteDeadline(time.Now().Add(m.timeout))
-	if _, err := m.conn.Write(req); err != nil {
-		return nil, err
-	}
-	b, err := m.reply()
-	if err != nil {
-		return nil, err
-	}
-	var resp struct {
-		Return json.RawMessage `json:"return"`
-		Error  *struct {
-			Class string `json:"class"`
-			Desc  string `json:"desc"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(b, &resp); err != nil {
-		return nil, fmt.Errorf("bad reply: %w", err)
-	}
-	if resp.Error != nil {
-		return nil, fmt.Errorf("%s: %s", resp.Error.Class, resp.Error.Desc)
-	}
-	return resp.Return, nil
 }
 
 // Events returns a copy of the events seen so far (at most the last 256).
-func (m *Monitor) Events() []Event {
+func (m *Monitor) Events() []qmp.Event {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([]Event(nil), m.events...)
+	return append([]qmp.Event(nil), m.events...)
 }
 
-// call runs f, one command at a time, with a deadline; on timeout the
-// monitor is closed, which makes f return.
+// call runs f with a deadline; on timeout f is left running in its goroutine
+// and the socket is closed, which makes it return eventually.
 func (m *Monitor) call(ctx context.Context, what string, f func() error) error {
 	ctx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() {
-		m.cmd.Lock()
-		defer m.cmd.Unlock()
-		done <- f()
-	}()
+	go func() { done <- f() }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -213,16 +114,31 @@ func (m *Monitor) Run(ctx context.Context, command string, args any) (json.RawMe
 	if err != nil {
 		return nil, err
 	}
-	var ret json.RawMessage
+	b = append(b, '\n') // QEMU ignores it; line-based peers need it
+	var raw []byte
 	err = m.call(ctx, command, func() error {
 		var err error
-		ret, err = m.exchange(append(b, '\n'))
+		raw, err = m.mon.Run(b)
+		// The library's reader forwards only lines that parse as JSON,
+		// so a syntax error here is its empty reply on a closed socket
+		// (QEMU died mid-command): say that, not "unexpected end of
+		// JSON input".
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			err = ErrClosed
+		}
 		return err
 	})
 	if err != nil {
-		return nil, err // after a timeout f may still be writing ret
+		return nil, err
 	}
-	return ret, nil
+	var resp struct {
+		Return json.RawMessage `json:"return"`
+	}
+	if err := json.Unmarshal(raw, &resp); err != nil {
+		return nil, fmt.Errorf("qmp %s: bad reply: %w", command, err)
+	}
+	return resp.Return, nil
 }
 
 // Status returns the run state ("running", "paused", "shutdown", ...).
@@ -238,17 +154,17 @@ func (m *Monitor) Status(ctx context.Context) (string, error) {
 	return st.Status, err
 }
 
-// Close disconnects; it never blocks.
+// Close disconnects; it never blocks for longer than the monitor timeout.
 func (m *Monitor) Close() error {
 	m.abandon()
 	return nil
 }
 
-// abandon closes the monitor: pending and later calls fail, the reader
-// ends.
+// abandon closes the socket without waiting for the library: Disconnect can
+// block until its reader goroutine finishes, so it runs in the background.
 func (m *Monitor) abandon() {
 	m.once.Do(func() {
 		close(m.closed)
-		m.conn.Close()
+		go m.mon.Disconnect()
 	})
 }

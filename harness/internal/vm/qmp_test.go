@@ -156,34 +156,6 @@ func TestQMPClosedMidCommand(t *testing.T) {
 	})
 }
 
-// TestQMPErrorReply: QEMU's error reply is the call's error, with its
-// class and description; the monitor goes on, and a reply followed at
-// once by events in the same write is read whole.
-func TestQMPErrorReply(t *testing.T) {
-	sock := fakeQMP(t, func(c net.Conn, r *bufio.Reader) {
-		if !handshake(c, r) {
-			return
-		}
-		r.ReadString('\n')
-		c.Write([]byte(`{"error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}}` + "\n"))
-		r.ReadString('\n')
-		c.Write([]byte(`{"return": {"status": "running", "running": true}}` + "\n" +
-			strings.Repeat(`{"event": "RTC_CHANGE", "data": {"offset": 1}, "timestamp": {"seconds": 1, "microseconds": 2}}`+"\n", 100)))
-		time.Sleep(time.Hour)
-	})
-	m, err := DialMonitor(context.Background(), sock, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	if _, err := m.Run(context.Background(), "nope", nil); err == nil || !strings.Contains(err.Error(), "qmp nope: CommandNotFound: The command nope has not been found") {
-		t.Errorf("error %v, want QEMU's", err)
-	}
-	if st, err := m.Status(context.Background()); err != nil || st != "running" {
-		t.Errorf("status after an error reply: %q, %v", st, err)
-	}
-}
-
 func TestConfigErrors(t *testing.T) {
 	cases := []struct {
 		c    Config
