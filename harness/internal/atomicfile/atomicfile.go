@@ -13,13 +13,15 @@ import (
 // file in the same directory, is synced, renamed over name, and the
 // directory is synced so that the rename survives a crash too.
 func Write(name string, data []byte, perm os.FileMode) error {
+	// Every error names the file meant, not only the temporary one: on
+	// a full disk the caller prints it as the one line of its failure.
 	dir := filepath.Dir(name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return fmt.Errorf("writing %s: %w", name, err)
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(name)+".tmp-*")
 	if err != nil {
-		return err
+		return fmt.Errorf("writing %s: %w", name, err)
 	}
 	tmp := f.Name()
 	fail := func(err error) error {

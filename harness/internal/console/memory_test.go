@@ -52,6 +52,14 @@ var memoryCases = []struct {
 			&flood{block: repeatTo("oom_reaper: reaped process 1 (a), now ", 64<<10), n: 10 << 20},
 			bytes.NewReader([]byte("\n"+line)))
 	}, 3},
+	{"100MB of garbage, then an event", func() io.Reader {
+		// No newline, NULs, invalid UTF-8 and half needles ("BUG: "
+		// and a stamp, never a whole event): after it, the parser
+		// must still recognise the next line.
+		return io.MultiReader(
+			&flood{block: repeatTo("\x00\xff\xfe[    1.0000 BUG \xc3\x28 Out of mem", 64<<10), n: 100 << 20},
+			bytes.NewReader([]byte("\n[    5.000000] Out of memory: Killed process 7 (memhog) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:0kB oom_score_adj:0\n")))
+	}, 1},
 	{"20MB of NUL bytes", func() io.Reader {
 		block := make([]byte, 1<<20)
 		block[len(block)-1] = '\n'

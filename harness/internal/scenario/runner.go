@@ -393,7 +393,7 @@ var defaultWaits = waits{
 	capture:   6 * time.Second,
 }
 
-func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int, r *results.Result, pr *progress) error {
+func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int, r *results.Result, pr *progress) (err error) {
 	logf := env.Log
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -432,7 +432,16 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 	logf("%s: booting %s kernel (%d vCPUs, %d MB)", base, variant, sc.Guest.CPUs, sc.Guest.MemoryMB)
 	v, sh, err := boot(ctx, env, sc, kernel, tmp, conLog, events.line)
 	if v != nil {
-		defer v.Stop(stopGrace)
+		defer func() {
+			v.Stop(stopGrace)
+			// QEMU killed by a signal oomlab did not send (host OOM
+			// killer, kill -9) is an infrastructure error, and the
+			// cause of whatever error the phases saw: without this it
+			// was a FAIL (guest_alive false) on the kernel.
+			if e := v.KilledFromOutside(); e != nil {
+				err = e
+			}
+		}()
 		r.Accel = v.Accel
 	}
 	if err != nil {

@@ -37,6 +37,10 @@ const maxEvents = 256
 // ErrTimeout is returned when QEMU does not answer a QMP call in time.
 var ErrTimeout = errors.New("qmp: no reply in time")
 
+// ErrClosed is returned when the monitor socket closed before the reply
+// came (QEMU exited or dropped the connection mid-command).
+var ErrClosed = errors.New("monitor connection closed")
+
 // DialMonitor connects to a QMP unix socket and does the capabilities
 // handshake, both bounded by timeout.
 func DialMonitor(ctx context.Context, socket string, timeout time.Duration) (*Monitor, error) {
@@ -115,6 +119,14 @@ func (m *Monitor) Run(ctx context.Context, command string, args any) (json.RawMe
 	err = m.call(ctx, command, func() error {
 		var err error
 		raw, err = m.mon.Run(b)
+		// The library's reader forwards only lines that parse as JSON,
+		// so a syntax error here is its empty reply on a closed socket
+		// (QEMU died mid-command): say that, not "unexpected end of
+		// JSON input".
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			err = ErrClosed
+		}
 		return err
 	})
 	if err != nil {

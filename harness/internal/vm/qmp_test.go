@@ -126,6 +126,36 @@ func TestQMPHugeReplyAndEvents(t *testing.T) {
 	}
 }
 
+// TestQMPClosedMidCommand: QEMU dies (or drops the monitor) after reading a
+// command and before answering it. The call must fail at once with an
+// error naming the command, not wait for its timeout, and so must every
+// later call on that monitor; Close must still return.
+func TestQMPClosedMidCommand(t *testing.T) {
+	sock := fakeQMP(t, func(c net.Conn, r *bufio.Reader) {
+		if handshake(c, r) {
+			r.ReadString('\n') // the command, never answered
+		}
+		// serve returns: the connection is closed
+	})
+	// A timeout far above the bound below: an error within the bound
+	// can only come from seeing the close.
+	m, err := DialMonitor(context.Background(), sock, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, 10*time.Second, func() {
+		_, err := m.Status(context.Background())
+		if !errors.Is(err, ErrClosed) || !strings.Contains(err.Error(), "query-status") {
+			t.Errorf("got %v, want ErrClosed naming query-status", err)
+		}
+		t.Logf("the error: %v", err)
+		if _, err := m.Run(context.Background(), "quit", nil); err == nil {
+			t.Error("a call after the close succeeded")
+		}
+		m.Close()
+	})
+}
+
 func TestConfigErrors(t *testing.T) {
 	cases := []struct {
 		c    Config

@@ -64,6 +64,8 @@ type VM struct {
 	console sync.WaitGroup
 	output  lineCounter
 
+	killed atomic.Bool // Kill sent SIGKILL: an end by a signal is ours
+
 	stdinMu sync.Mutex
 	stdin   io.WriteCloser // QEMU's stdin: the serial mux, for BREAK + sysrq key
 }
@@ -141,6 +143,14 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 		case <-v.output.first:
 			return v, nil
 		case <-v.done:
+			// Status 0 is the guest's own end, not KVM's: a kernel
+			// that cannot boot (a truncated bzImage) triple-faults
+			// before a byte and -no-reboot makes that an exit.
+			// Falling back made it look like broken KVM and ran every
+			// later guest under TCG; the caller sees this one exited.
+			if v.waitErr == nil {
+				return v, nil
+			}
 		case <-time.After(10 * time.Second):
 			return v, nil
 		case <-ctx.Done():
@@ -152,10 +162,15 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 	if c.Accel == "kvm" {
 		return nil, fmt.Errorf("vm: KVM start failed: %v", err)
 	}
-	kvmBrokenM.Lock()
-	kvmBroken = true
-	kvmBrokenM.Unlock()
-	return start(ctx, c, "tcg")
+	v, terr := start(ctx, c, "tcg")
+	// Remembered only when TCG starts where KVM did not: a failure both
+	// share (a bad image, a bad option) says nothing about KVM.
+	if terr == nil {
+		kvmBrokenM.Lock()
+		kvmBroken = true
+		kvmBrokenM.Unlock()
+	}
+	return v, terr
 }
 
 // HandoffDebug is on every guest's command line: dynamic debug for
@@ -231,6 +246,9 @@ func launch(ctx context.Context, c Config, accel, qmpSock string, port int) (*VM
 	cmd := exec.Command(c.QEMU, c.args(accel, qmpSock, port)...)
 	// Own process group, so a kill reaches everything QEMU started, and
 	// SIGKILL when oomlab dies without running any cleanup (even SIGKILL).
+	// PDEATHSIG fires when the thread that forked QEMU ends; Go ends a
+	// thread only when a goroutine exits locked to it (LockOSThread),
+	// which the host never does, so it fires when the process dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -350,6 +368,25 @@ func (v *VM) ExitError() error {
 	return fmt.Errorf("%v: %s", v.waitErr, strings.TrimSpace(v.stderr.String()))
 }
 
+// KilledFromOutside is, after Done, an error when QEMU ended by a signal
+// this process did not send (the host's OOM killer, an operator's kill -9,
+// QEMU's own abort); nil otherwise. Such an end says nothing about the
+// guest's kernel, unlike an exit by itself (a guest panic or reboot under
+// -no-reboot exits with status 0): the runner makes it an infrastructure
+// error, not a failed expectation.
+func (v *VM) KilledFromOutside() error {
+	if !isClosed(v.done) || v.killed.Load() {
+		return nil
+	}
+	var ee *exec.ExitError
+	if errors.As(v.waitErr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return fmt.Errorf("QEMU was killed by signal %d (%v), not by oomlab nor the guest", ws.Signal(), ws.Signal())
+		}
+	}
+	return nil
+}
+
 // Stop ends the guest: QMP quit, then SIGKILL to the process group if QEMU
 // has not gone within grace. It always returns with QEMU gone.
 func (v *VM) Stop(grace time.Duration) {
@@ -374,6 +411,7 @@ func (v *VM) Stop(grace time.Duration) {
 
 // Kill sends SIGKILL to QEMU's process group and waits for the exit.
 func (v *VM) Kill() {
+	v.killed.Store(true)
 	if v.cmd.Process != nil {
 		syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
 	}
