@@ -29,6 +29,10 @@ type Plan struct {
 	Request   kbuild.Request // which variants each scenario runs on
 	Variants  []string       // the kernels built, in reading order
 	Repeat    int            // repeats per scenario and variant; 0: the scenario's own
+	Shard     Shard          // the part of the plan to run (zero: all of it)
+	// RunGuest runs one guest run (nil: scenario.Run); the suite's tests
+	// run whole plans through it without QEMU.
+	RunGuest func(ctx context.Context, env scenario.Env, sc *scenario.Scenario, variant string, repeat int) *results.Result
 }
 
 // NewPlan plans the kernels for the scenarios and the variants asked for.
@@ -60,8 +64,25 @@ type guestRun struct {
 	repeat  int
 }
 
-// guests are the plan's guest runs, in the order they run.
+// guests are the guest runs of the plan's shard (all of them when it is
+// not sharded), in the order they run.
 func (p Plan) guests() []guestRun {
+	if !p.Shard.sharded() {
+		return p.allGuests()
+	}
+	gs, sh := p.all()
+	var out []guestRun
+	for k, g := range gs {
+		if sh[k] == p.Shard.Index {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// allGuests are every guest run of the plan, in the order an unsharded
+// run runs them.
+func (p Plan) allGuests() []guestRun {
 	var out []guestRun
 	for _, sc := range p.Scenarios {
 		n := sc.Repeats
@@ -109,7 +130,11 @@ func Run(ctx context.Context, env scenario.Env, rec *results.Run, p Plan, view V
 			}
 			view.Update(s)
 		}
-		res := scenario.Run(ctx, env, g.sc, g.variant, g.repeat)
+		runGuest := p.RunGuest
+		if runGuest == nil {
+			runGuest = scenario.Run
+		}
+		res := runGuest(ctx, env, g.sc, g.variant, g.repeat)
 		est.add(g.sc, time.Duration(res.WallS*float64(time.Second)))
 		rec.Results = append(rec.Results, res)
 		if err := report.Save(env.Dir, rec); err != nil {
