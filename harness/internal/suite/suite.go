@@ -48,7 +48,7 @@ func NewPlan(scs []*scenario.Scenario, req kbuild.Request, repeat int) Plan {
 // empty record there.
 func Create(root string, rec *results.Run) (string, error) {
 	rec.Schema = results.SchemaVersion
-	rec.ID = time.Now().UTC().Format("20060102-150405") + "-" + randHex(3)
+	rec.ID = NewRunID()
 	rec.Started = time.Now()
 	dir := filepath.Join(root, rec.ID)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -63,6 +63,10 @@ type guestRun struct {
 	variant string
 	repeat  int
 }
+
+// Guests is how many guest runs the plan's shard has (all of the plan's
+// when it is not sharded).
+func (p Plan) Guests() int { return len(p.guests()) }
 
 // guests are the guest runs of the plan's shard (all of them when it is
 // not sharded), in the order they run.
@@ -182,6 +186,11 @@ func HostInfo(qemu string) results.Host {
 		h.QEMU = strings.SplitN(string(out), "\n", 2)[0]
 	}
 	return h
+}
+
+// NewRunID is a new run's id: its start time (UTC) and a random suffix.
+func NewRunID() string {
+	return time.Now().UTC().Format("20060102-150405") + "-" + randHex(3)
 }
 
 func randHex(n int) string {
