@@ -113,6 +113,9 @@ func Merge(dirs []string, out string, allowPartial bool, warnf func(string, ...a
 		}
 		missing = append(missing, us...)
 	}
+	// A shard that says it is not complete is not, even with a result
+	// for each unit: its last guest run was interrupted.
+	incomplete := len(missing) > 0
 	for _, s := range shards {
 		var us []string
 		for k, u := range units {
@@ -120,13 +123,18 @@ func Merge(dirs []string, out string, allowPartial bool, warnf func(string, ...a
 				us = append(us, u.String())
 			}
 		}
-		if len(us) == 0 {
+		if len(us) == 0 && s.rec.Complete {
 			continue
 		}
 		if !allowPartial {
-			return nil, fmt.Errorf("%s: shard %d/%d is incomplete (complete: %v; %s did not run): run it again, or --allow-partial to merge what it has",
-				s.dir, s.rec.Shard.Index, s.rec.Shard.Count, s.rec.Complete, summarize(us))
+			what := "every guest run has a result, but the run did not finish"
+			if len(us) > 0 {
+				what = summarize(us) + " did not run"
+			}
+			return nil, fmt.Errorf("%s: shard %d/%d is incomplete (complete: %v; %s): run it again, or --allow-partial to merge what it has",
+				s.dir, s.rec.Shard.Index, s.rec.Shard.Count, s.rec.Complete, what)
 		}
+		incomplete = true
 		missing = append(missing, us...)
 	}
 	// Missing in plan order, whichever way it was found.
@@ -156,7 +164,7 @@ func Merge(dirs []string, out string, allowPartial bool, warnf func(string, ...a
 		rec.MergedFrom = append(rec.MergedFrom, results.ShardRun{Index: r.Shard.Index, Count: r.Shard.Count, ID: r.ID, Dir: s.dir,
 			Host: r.Host, Started: r.Started, Finished: r.Finished, Complete: r.Complete})
 	}
-	if len(missing) == 0 {
+	if !incomplete {
 		rec.Finished, rec.Complete = &finished, true
 		rec.Verdict, rec.Regressions = Verdict(rec)
 	}

@@ -312,6 +312,7 @@ func TestMergeRefuses(t *testing.T) {
 		}
 	})
 	incomplete := edit(s[2], func(r *results.Run) { r.Results, r.Complete, r.Finished = r.Results[:1], false, nil })
+	interrupted := edit(s[2], func(r *results.Run) { r.Complete, r.Finished = false, nil })
 	tampered := edit(s[2], func(r *results.Run) { r.Shard.Units[0].Shard = 2 })
 
 	cases := []struct {
@@ -326,6 +327,7 @@ func TestMergeRefuses(t *testing.T) {
 		{"units", []string{s[1], otherUnits, s[3]}, otherUnits + ": its unit list"},
 		{"kernel", []string{s[1], otherKernel, s[3]}, otherKernel + ": kernel "},
 		{"incomplete", []string{s[1], incomplete, s[3]}, incomplete + ": shard 2/3 is incomplete (complete: false; "},
+		{"interrupted", []string{s[1], interrupted, s[3]}, interrupted + ": shard 2/3 is incomplete (complete: false; every guest run has a result, but the run did not finish)"},
 		{"not a shard", []string{whole}, whole + ": not a shard"},
 		{"tampered", []string{s[1], tampered, s[3]}, tampered + "/run.json: shard.units_hash does not match"},
 		{"none", nil, "no shard directories"},
@@ -360,6 +362,9 @@ func TestMergeRefuses(t *testing.T) {
 	}
 	if back, err := results.Load(out); err != nil || back.Complete || len(back.Missing) != len(rec.Missing) || len(back.Results) != len(rec.Results) {
 		t.Errorf("partial run.json: %v %+v", err, back)
+	}
+	if rec, err := Merge([]string{s[1], interrupted, s[3]}, filepath.Join(t.TempDir(), "y"), true, nil); err != nil || rec.Complete || len(rec.Missing) != 0 {
+		t.Errorf("interrupted shard with --allow-partial: %v, complete %v, missing %v: want not complete", err, rec != nil && rec.Complete, rec)
 	}
 	if _, err := Merge([]string{s[1], s[1]}, filepath.Join(t.TempDir(), "x"), true, nil); err == nil || !strings.Contains(err.Error(), "again") {
 		t.Errorf("repeated shard with --allow-partial: %v", err)
