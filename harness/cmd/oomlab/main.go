@@ -80,7 +80,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(newBuildCmd(), newRunCmd(), newScanCmd(), newListCmd(), newValidateCmd(), newReportCmd(), newCompareCmd(), newCacheCmd())
+	root.AddCommand(newBuildCmd(), newRunCmd(), newScanCmd(), newListCmd(), newValidateCmd(), newReportCmd(), newCompareCmd(), newMergeCmd(), newCacheCmd())
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{2, fmt.Errorf("%s: %v (see 'oomlab %s --help')", c.Name(), err, c.Name())}
 	})

@@ -28,6 +28,7 @@ func newRunCmd() *cobra.Command {
 		accel      string
 		qemu       string
 		binDir     string
+		shard      string
 	)
 	c := &cobra.Command{
 		Use:   "run [SCENARIO|FILE.yaml|SET...]",
@@ -45,6 +46,13 @@ func newRunCmd() *cobra.Command {
 			}
 			if accel != "auto" && accel != "kvm" && accel != "tcg" {
 				return &exitError{2, fmt.Errorf("--accel %q: want auto, kvm or tcg", accel)}
+			}
+			var sh suite.Shard
+			if shard != "" {
+				var err error
+				if sh, err = suite.ParseShard(shard); err != nil {
+					return &exitError{2, err}
+				}
 			}
 			if _, err := exec.LookPath(qemu); err != nil {
 				return &exitError{2, fmt.Errorf("QEMU binary %q not found (apt-get install qemu-system-x86, or pass --qemu PATH)", qemu)}
@@ -70,16 +78,21 @@ func newRunCmd() *cobra.Command {
 			if len(plan.Variants) == 0 {
 				return &exitError{2, fmt.Errorf("no scenario runs any of the variants %v", req.Want)}
 			}
+			plan.Shard = sh
+			if sh.Count > 0 {
+				fmt.Fprintf(os.Stderr, "shard %s: %d of the suite's %d guest runs\n", sh, plan.Guests(), len(plan.Units()))
+			}
 			ctx := cmd.Context()
-			kernels, err := buildKernels(ctx, &k, plan.Variants)
+			// A shard builds only the kernels its own guest runs boot.
+			kernels, err := buildKernels(ctx, &k, plan.ShardVariants())
 			if err != nil {
 				return err
 			}
 
-			rec := &results.Run{Version: version, Host: suite.HostInfo(qemu)}
+			rec := &results.Run{Version: version, Host: suite.HostInfo(qemu), Shard: plan.ShardRecord()}
 			env := scenario.Env{Kernels: map[string]string{}, Configs: map[string]string{}, AgentBin: agentBin, Stressors: stressors, QEMU: qemu, Accel: accel,
 				Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }}
-			for _, v := range plan.Variants {
+			for _, v := range plan.ShardVariants() {
 				kr := kernels[v]
 				env.Kernels[v] = kr.BzImage
 				env.Configs[v] = kr.Config
@@ -103,25 +116,7 @@ func newRunCmd() *cobra.Command {
 				}
 				return &exitError{2, err}
 			}
-			report.Table(os.Stdout, rec)
-			fmt.Println()
-			report.Compare(os.Stdout, rec)
-			fmt.Println()
-			report.Differences(os.Stdout, rec)
-			fmt.Println()
-			report.Comparisons(os.Stdout, compare.Within(rec))
-			if len(grid.Grids(rec)) > 0 {
-				fmt.Println()
-				grid.Table(os.Stdout, rec)
-			}
-			fmt.Printf("\nresults: %s/run.json\nreport:  %s/report.html\n", env.Dir, env.Dir)
-			switch rec.Verdict {
-			case results.Fail:
-				return errExpectation
-			case results.Error:
-				return &exitError{2, fmt.Errorf("some guest runs failed to complete; see %s/run.json", env.Dir)}
-			}
-			return nil
+			return summary(rec, env.Dir)
 		},
 	}
 	k.add(c)
@@ -130,8 +125,38 @@ func newRunCmd() *cobra.Command {
 	c.Flags().StringVar(&resultsDir, "results", "results", "where run directories are created")
 	c.Flags().StringVar(&accel, "accel", "auto", "auto (KVM when it works, else TCG), kvm or tcg")
 	c.Flags().StringVar(&qemu, "qemu", "qemu-system-x86_64", "QEMU binary")
+	c.Flags().StringVar(&shard, "shard", "", "run only shard i of n (e.g. 2/4): a deterministic part of the guest runs, the same on every machine; join the shards with 'oomlab merge'")
 	c.Flags().StringVar(&binDir, "bin-dir", "", "directory with oomlab-agent and stressors/ (default: next to the oomlab binary)")
 	return c
+}
+
+// summary prints what 'oomlab report' prints and where the run is, and
+// maps the run's verdict to the exit status (a run that is not complete,
+// a merge with --allow-partial, by the worst of its guest runs).
+func summary(rec *results.Run, dir string) error {
+	report.Table(os.Stdout, rec)
+	fmt.Println()
+	report.Compare(os.Stdout, rec)
+	fmt.Println()
+	report.Differences(os.Stdout, rec)
+	fmt.Println()
+	report.Comparisons(os.Stdout, compare.Within(rec))
+	if len(grid.Grids(rec)) > 0 {
+		fmt.Println()
+		grid.Table(os.Stdout, rec)
+	}
+	fmt.Printf("\nresults: %s/run.json\nreport:  %s/report.html\n", dir, dir)
+	v := rec.Verdict
+	if !rec.Complete {
+		v = rec.ComputeVerdict()
+	}
+	switch v {
+	case results.Fail:
+		return errExpectation
+	case results.Error:
+		return &exitError{2, fmt.Errorf("some guest runs failed to complete; see %s/run.json", dir)}
+	}
+	return nil
 }
 
 // builtin loads the scenarios and sets compiled into oomlab.

@@ -270,7 +270,9 @@ func HTML(w io.Writer, r *results.Run, dir string) error {
 
 	// Header.
 	partial := ""
-	if !r.Complete {
+	if len(r.Missing) > 0 {
+		partial = fmt.Sprintf(` <span class="muted">(partial: merged without %d guest runs, listed in run.json)</span>`, len(r.Missing))
+	} else if !r.Complete {
 		partial = ` <span class="muted">(partial: the run has not finished or was killed)</span>`
 	}
 	fmt.Fprintf(&b, "<header>\n<h1>%s <span class=\"badge v v-%s\">%s</span>%s</h1>\n", esc(title), esc(vname), esc(strings.ToUpper(vname)), partial)
@@ -283,6 +285,18 @@ func HTML(w io.Writer, r *results.Run, dir string) error {
 	}
 	fact("started / finished", esc(r.Started.UTC().Format("2006-01-02 15:04:05 UTC"))+" / "+esc(fin))
 	fact("host", fmt.Sprintf("%s: %d CPUs, %d MB, Linux %s; %s", esc(r.Host.Name), r.Host.CPUs, r.Host.MemMB, esc(r.Host.Kernel), esc(r.Host.QEMU)))
+	if sh := r.Shard; sh != nil {
+		mine := 0
+		for _, u := range sh.Units {
+			if u.Shard == sh.Index {
+				mine++
+			}
+		}
+		fact("shard", fmt.Sprintf("%d/%d: %d of the suite's %d guest runs (statistics of this part only; <code>oomlab merge</code> joins the shards)", sh.Index, sh.Count, mine, len(sh.Units)))
+	}
+	for _, m := range r.MergedFrom {
+		fact(fmt.Sprintf("shard %d/%d", m.Index, m.Count), fmt.Sprintf("run <code>%s</code> on %s (%d CPUs), from <code>%s</code>", esc(m.ID), esc(m.Host.Name), m.Host.CPUs, esc(m.Dir)))
+	}
 	fact("files", fmt.Sprintf(`<a href="%s">run.json</a> · <a href="%s">events.jsonl</a> · <a href="%s">report.ktap</a> · <a href="%s">junit.xml</a>`,
 		href("run.json"), href("events.jsonl"), href("report.ktap"), href("junit.xml")))
 	b.WriteString("</dl>\n")

@@ -36,6 +36,13 @@ type Run struct {
 	// passed: a variant significantly worse than its reference on a
 	// figure (package compare), one line each.
 	Regressions []string `json:"regressions,omitempty"`
+	// Shard is set on a run of part of a suite ('oomlab run --shard
+	// i/n'); MergedFrom on the run 'oomlab merge' made of such shards,
+	// and Missing there lists the units no shard ran (a merge with
+	// --allow-partial: the run is then not complete).
+	Shard      *Shard     `json:"shard,omitempty"`
+	MergedFrom []ShardRun `json:"merged_from,omitempty"`
+	Missing    []string   `json:"missing,omitempty"`
 }
 
 // Host is the machine the run ran on.

@@ -29,6 +29,10 @@ type Plan struct {
 	Request   kbuild.Request // which variants each scenario runs on
 	Variants  []string       // the kernels built, in reading order
 	Repeat    int            // repeats per scenario and variant; 0: the scenario's own
+	Shard     Shard          // the part of the plan to run (zero: all of it)
+	// RunGuest runs one guest run (nil: scenario.Run); the suite's tests
+	// run whole plans through it without QEMU.
+	RunGuest func(ctx context.Context, env scenario.Env, sc *scenario.Scenario, variant string, repeat int) *results.Result
 }
 
 // NewPlan plans the kernels for the scenarios and the variants asked for.
@@ -44,7 +48,7 @@ func NewPlan(scs []*scenario.Scenario, req kbuild.Request, repeat int) Plan {
 // empty record there.
 func Create(root string, rec *results.Run) (string, error) {
 	rec.Schema = results.SchemaVersion
-	rec.ID = time.Now().UTC().Format("20060102-150405") + "-" + randHex(3)
+	rec.ID = NewRunID()
 	rec.Started = time.Now()
 	dir := filepath.Join(root, rec.ID)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -60,12 +64,33 @@ type guestRun struct {
 	repeat  int
 }
 
-// guests are the plan's guest runs, in the order they run: per scenario,
-// repeat after repeat, each repeat on every variant. Interleaved, the
-// variants meet the same host: a load that drifts over a long run (other
-// guests, a build) slows every variant alike instead of the last one
-// only, which would bias every timing comparison between them.
+// Guests is how many guest runs the plan's shard has (all of the plan's
+// when it is not sharded).
+func (p Plan) Guests() int { return len(p.guests()) }
+
+// guests are the guest runs of the plan's shard (all of them when it is
+// not sharded), in the order they run.
 func (p Plan) guests() []guestRun {
+	if !p.Shard.sharded() {
+		return p.allGuests()
+	}
+	gs, sh := p.all()
+	var out []guestRun
+	for k, g := range gs {
+		if sh[k] == p.Shard.Index {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// allGuests are every guest run of the plan, in the order an unsharded
+// run runs them: per scenario, repeat after repeat, each repeat on every
+// variant. Interleaved, the variants meet the same host: a load that
+// drifts over a long run (other guests, a build) slows every variant alike
+// instead of the last one only, which would bias every timing comparison
+// between them.
+func (p Plan) allGuests() []guestRun {
 	var out []guestRun
 	for _, sc := range p.Scenarios {
 		n := sc.Repeats
@@ -112,7 +137,11 @@ func Run(ctx context.Context, env scenario.Env, rec *results.Run, p Plan, view V
 			}
 			view.Update(s)
 		}
-		res := scenario.Run(ctx, env, g.sc, g.variant, g.repeat)
+		runGuest := p.RunGuest
+		if runGuest == nil {
+			runGuest = scenario.Run
+		}
+		res := runGuest(ctx, env, g.sc, g.variant, g.repeat)
 		est.add(g.sc, time.Duration(res.WallS*float64(time.Second)))
 		rec.Results = append(rec.Results, res)
 		if err := report.Save(env.Dir, rec); err != nil {
@@ -160,6 +189,11 @@ func HostInfo(qemu string) results.Host {
 		h.QEMU = strings.SplitN(string(out), "\n", 2)[0]
 	}
 	return h
+}
+
+// NewRunID is a new run's id: its start time (UTC) and a random suffix.
+func NewRunID() string {
+	return time.Now().UTC().Format("20060102-150405") + "-" + randHex(3)
 }
 
 func randHex(n int) string {
