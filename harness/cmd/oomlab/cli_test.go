@@ -180,7 +180,7 @@ func TestListSetsInOrder(t *testing.T) {
 		}
 	}
 	fields, _, _ := run(t, t.TempDir(), "list", "--fields")
-	for _, want := range []string{"oom_to_freed_p95_ms", "boot_s", "killed:<name>", "probe:<name>"} {
+	for _, want := range []string{"oom_to_freed_p95_ms", "boot_s", "killed:<name>", "probe:<name>", "hung_task              khungtaskd"} {
 		if !strings.Contains(fields, want) {
 			t.Errorf("list --fields lacks %s:\n%s", want, fields)
 		}

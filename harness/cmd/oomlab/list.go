@@ -38,6 +38,10 @@ func newListCmd() *cobra.Command {
 				for _, c := range scenario.Capabilities() {
 					fmt.Printf("%-22s %s%s\n", c.Name, c.Doc, capabilityChecks(c))
 				}
+				fmt.Println("\ndetectors: (the stress phase waits for each, as long as the guest's values read after the setup make it take)")
+				for _, d := range scenario.Detectors() {
+					fmt.Printf("%-22s %s (reads %s)\n", d.Name, d.Doc, strings.Join(d.Paths, ", "))
+				}
 				return nil
 			}
 			b, err := builtin()

@@ -112,6 +112,33 @@ type Result struct {
 	// EventRounds is, for each of Events, its round (0: before the first
 	// round's marker); written to events.jsonl with the event.
 	EventRounds []int `json:"-"`
+	// DetectorTiming is, for a scenario that waits for the guest's own
+	// detectors (detectors:), what the runner read from the guest before
+	// the stress phase and the wait it computed from it.
+	DetectorTiming *DetectorTiming `json:"detector_timing,omitempty"`
+}
+
+// DetectorTiming is what a detector scenario read from its guest after the
+// setup (the sysctls and module parameters the detectors run on) and the
+// stress phase computed from them: it ends when every detector has
+// reported, at the latest after WaitS.
+type DetectorTiming struct {
+	// Values are the guest's values by name (watchdog_thresh,
+	// hung_task_timeout_secs, rcu_cpu_stall_timeout, ...), as read.
+	Values    map[string]int64 `json:"values"`
+	Detectors []DetectorBound  `json:"detectors"`
+	BoundS    float64          `json:"bound_s"` // the latest any of them can report, from the stress start
+	WaitS     float64          `json:"wait_s"`  // the stress phase at its longest: BoundS and the margin
+}
+
+// DetectorBound is one detector's bound and when it reported.
+type DetectorBound struct {
+	Name   string  `json:"name"`    // the console event kind: soft_lockup, hard_lockup, rcu_stall, hung_task
+	BoundS float64 `json:"bound_s"` // the latest it can report, from the stress start
+	How    string  `json:"how"`     // the bound's formula with the guest's values
+	// SeenS is when its first report came in the first round, on the
+	// console clock from the round's stress-start marker; nil: not seen.
+	SeenS *float64 `json:"seen_s,omitempty"`
 }
 
 // Param is one axis of a sweep's case and its label.

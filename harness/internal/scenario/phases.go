@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"oomlab/harness/internal/console"
 	"oomlab/harness/internal/guest"
 	"oomlab/harness/internal/protocol"
 	"oomlab/harness/internal/results"
@@ -108,12 +109,25 @@ type stressed struct {
 	actions []results.StepResult // the actions as they ran
 }
 
+// stressEnd is when a stress phase ends, besides stop_when.
+type stressEnd struct {
+	wait time.Duration // the phase at its longest: the duration, or a detector scenario's wait
+	// detectors end the phase as soon as an event of each kind is on
+	// the console in the round (a detector scenario's).
+	detectors []console.Kind
+	killGrace time.Duration // left to the foreground stressors once stop_when's kills are seen
+}
+
+// durationEnd is the end of a scenario's stress phase without detectors.
+func durationEnd(sc *Scenario, killGrace time.Duration) stressEnd {
+	return stressEnd{wait: sc.Duration.D(), killGrace: killGrace}
+}
+
 // stressPhase writes the stress-start marker, starts the actions and the
 // stressors and returns when the phase is over (see waitStress), the
-// stressors still as they are. The console's events feed stop_when
-// through events, counted from round's marker on; killGrace is the time
-// left to the foreground stressors once stop_when's kills are seen.
-func stressPhase(ctx context.Context, m Machine, sh Shell, sc *Scenario, variant string, round int, marker string, events *eventLog, killGrace time.Duration) (stressed, error) {
+// stressors still as they are. The console's events feed stop_when and
+// the detectors through events, counted from round's marker on.
+func stressPhase(ctx context.Context, m Machine, sh Shell, sc *Scenario, variant string, round int, marker string, events *eventLog, end stressEnd) (stressed, error) {
 	if err := sh.Kmsg(ctx, marker); err != nil {
 		return stressed{}, fmt.Errorf("stress start marker: %w", err)
 	}
@@ -128,7 +142,7 @@ func stressPhase(ctx context.Context, m Machine, sh Shell, sc *Scenario, variant
 		<-actionsDone
 		return stressed{}, err
 	}
-	waitStress(ctx, m, sc, round, procs, events, killGrace)
+	waitStress(ctx, m, sc, round, procs, events, end)
 	st.elapsed = time.Since(st.start)
 	acancel()
 	st.procs, st.actions = procs, <-actionsDone
@@ -212,12 +226,13 @@ func startStressors(ctx context.Context, sh Shell, sc *Scenario) ([]*proc, error
 	return procs, nil
 }
 
-// waitStress returns when a stop condition holds, the duration is over,
-// the machine exited, or ctx ended. The stop conditions, on the console
+// waitStress returns when a stop condition holds, end.wait is over, the
+// machine exited, or ctx ended. The stop conditions, on the console
 // events of the round: every foreground stressor ended (all_exited);
-// stop_when's OOM reaps were seen; or stop_when's OOM kills were seen and
-// then every foreground stressor ended or killGrace passed.
-func waitStress(ctx context.Context, m Machine, sc *Scenario, round int, procs []*proc, events *eventLog, killGrace time.Duration) {
+// stop_when's OOM reaps were seen; stop_when's OOM kills were seen and
+// then every foreground stressor ended or end.killGrace passed; every
+// one of end.detectors reported.
+func waitStress(ctx context.Context, m Machine, sc *Scenario, round int, procs []*proc, events *eventLog, end stressEnd) {
 	done := make(chan struct{}, len(procs))
 	fg := 0
 	for _, p := range procs {
@@ -226,7 +241,7 @@ func waitStress(ctx context.Context, m Machine, sc *Scenario, round int, procs [
 			go func(p *proc) { <-p.done; done <- struct{}{} }(p)
 		}
 	}
-	deadline := time.After(sc.Duration.D())
+	deadline := time.After(end.wait)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	ended := 0
@@ -235,7 +250,11 @@ func waitStress(ctx context.Context, m Machine, sc *Scenario, round int, procs [
 		// Enough kills: give the victims a moment to be reaped by their
 		// parent so their exit signal is recorded, then stop.
 		if grace == nil && sc.StopWhen.OOMKills > 0 && events.killCount(round) >= sc.StopWhen.OOMKills {
-			grace = time.After(killGrace)
+			grace = time.After(end.killGrace)
+		}
+		// Every detector the scenario provokes has spoken.
+		if len(end.detectors) > 0 && events.seenAll(round, end.detectors) {
+			return
 		}
 		// The victim's memory is free: what the round measures is over.
 		if sc.StopWhen.OOMReaped > 0 && events.reapCount(round) >= sc.StopWhen.OOMReaped {

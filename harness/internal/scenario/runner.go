@@ -133,9 +133,10 @@ type eventLog struct {
 	mu     sync.Mutex
 	parser *console.Parser
 	events []console.Event
-	round  int                 // of the latest stress_start marker seen (0: none yet)
-	kills  metrics.KillCounter // of that round, as the figures count them
-	reaped int                 // of that round
+	round  int                  // of the latest stress_start marker seen (0: none yet)
+	kills  metrics.KillCounter  // of that round, as the figures count them
+	reaped int                  // of that round
+	kinds  map[console.Kind]int // events of that round by kind
 	// allKills and lockups count every round; onFindings, if set, hears
 	// them whenever one changes (outside the lock).
 	allKills, lockups int
@@ -203,8 +204,12 @@ func (l *eventLog) line(b []byte) {
 	for _, e := range l.parser.Feed(b) {
 		if e.Kind == console.StressStart {
 			l.round = markerRound(e, l.round)
-			l.kills, l.reaped = metrics.KillCounter{}, 0
+			l.kills, l.reaped, l.kinds = metrics.KillCounter{}, 0, nil
 		}
+		if l.kinds == nil {
+			l.kinds = map[console.Kind]int{}
+		}
+		l.kinds[e.Kind]++
 		before := l.kills.Kills
 		l.kills.Add(e)
 		if l.kills.Kills != before {
@@ -246,6 +251,21 @@ func (l *eventLog) reapCount(n int) int {
 		return 0
 	}
 	return l.reaped
+}
+
+// seenAll says whether round n has had an event of each of kinds so far.
+func (l *eventLog) seenAll(n int, kinds []console.Kind) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.round != n {
+		return false
+	}
+	for _, k := range kinds {
+		if l.kinds[k] == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func (l *eventLog) snapshot() []console.Event {
@@ -346,6 +366,19 @@ func figures(r *results.Result, sc *Scenario, events *eventLog, f *facts) {
 	byRound := map[int][]console.Event{}
 	for i, e := range r.Events {
 		byRound[r.EventRounds[i]] = append(byRound[r.EventRounds[i]], e)
+	}
+	if t := r.DetectorTiming; t != nil {
+		var kinds []console.Kind
+		for _, d := range t.Detectors {
+			kinds = append(kinds, console.Kind(d.Name))
+		}
+		seen := detectorSeen(r.Events, r.EventRounds, 1, kinds)
+		for i := range t.Detectors {
+			if s, ok := seen[console.Kind(t.Detectors[i].Name)]; ok {
+				s = round1(s)
+				t.Detectors[i].SeenS = &s
+			}
+		}
 	}
 	r.Rounds = nil
 	for _, rf := range f.rounds {
@@ -541,6 +574,9 @@ type session struct {
 	progress *progress
 	// watchdog is the host watchdog's time (0: off); see watch.
 	watchdog time.Duration
+	// plan is a detector scenario's stress phase (nil: the duration's),
+	// set after the setup.
+	plan *detectorPlan
 
 	mu        sync.Mutex
 	detecting chan struct{}  // set when the watchdog found a hang, closed once hang is set
@@ -580,6 +616,13 @@ func runGuest(ctx context.Context, g *session, r *results.Result, f *facts) erro
 	r.Steps = append(r.Steps, steps...)
 	if err != nil {
 		return err
+	}
+	if len(g.sc.Detectors) > 0 {
+		// After the setup, which may set the values, and before the
+		// watchdog, whose time they may raise.
+		if err := g.planDetectors(ctx, r); err != nil {
+			return err
+		}
 	}
 
 	// Metrics stream for the whole stress phase, every round; they also
@@ -639,8 +682,12 @@ func runRound(ctx context.Context, g *session, rf *roundFacts, last bool, stopMe
 	if g.sc.Rounds > 1 {
 		name = fmt.Sprintf("%s round %d/%d", g.base, rf.n, g.sc.Rounds)
 	}
+	end := durationEnd(g.sc, g.waits.killGrace)
+	if g.plan != nil {
+		end.wait, end.detectors = g.plan.wait, g.plan.kinds
+	}
 	sctx, scancel := g.stressContext(ctx)
-	st, err := stressPhase(sctx, g.m, g.sh, g.sc, g.variant, rf.n, stressMarker(g.base, rf.n), g.events, g.waits.killGrace)
+	st, err := stressPhase(sctx, g.m, g.sh, g.sc, g.variant, rf.n, stressMarker(g.base, rf.n), g.events, end)
 	if errors.Is(sctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
 		g.mu.Lock()
 		g.timedOut = true
@@ -655,6 +702,9 @@ func runRound(ctx context.Context, g *session, rf *roundFacts, last bool, stopMe
 	}
 	rf.stress = st.elapsed
 	f.stress += st.elapsed
+	if g.plan != nil {
+		g.logf("%s: %s", name, g.plan.seenLine(g.events.snapshot(), rf.n, st.elapsed))
+	}
 	for _, a := range st.actions {
 		a.Round = rf.n
 		rf.actions = append(rf.actions, a)
@@ -717,11 +767,51 @@ func runRound(ctx context.Context, g *session, rf *roundFacts, last bool, stopMe
 // timeout, at most 20 s plus the settle.
 func (g *session) stressContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	dl, ok := ctx.Deadline()
-	reserve := min(g.sc.Timeout.D()/4, 20*time.Second+g.sc.Settle.D())
+	reserve := g.reserve()
 	if !ok || reserve <= 0 {
 		return context.WithCancel(ctx)
 	}
 	return context.WithDeadline(ctx, dl.Add(-reserve))
+}
+
+// reserve is what stressContext leaves of the timeout after the stress
+// phase.
+func (g *session) reserve() time.Duration {
+	return min(g.sc.Timeout.D()/4, 20*time.Second+g.sc.Settle.D())
+}
+
+// planDetectors reads the values of the scenario's detectors from the
+// guest and sizes the stress phase from them (detectors.go): recorded in
+// r, logged in one line. A missing value, a detector turned off, or a
+// wait the timeout cannot hold is an error, one line naming the value.
+// The default host watchdog time is raised to the detectors' bound plus
+// its margin, so that they speak before it.
+func (g *session) planDetectors(ctx context.Context, r *results.Result) error {
+	v, err := readDetectorValues(ctx, g.sh, g.sc.Detectors)
+	if err != nil {
+		return err
+	}
+	p, err := planDetectors(g.sc.Detectors, v, g.sc.latestStart(), "in the guest")
+	if err != nil {
+		return fmt.Errorf("detectors: %w", err)
+	}
+	r.DetectorTiming = p.timing
+	g.logf("%s: %s", g.base, p.line())
+	rounds := time.Duration(max(g.sc.Rounds, 1))
+	need := rounds*p.wait + (rounds-1)*g.sc.RoundSettle.D()
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl) - g.reserve(); left < need {
+			spent := g.sc.Timeout.D() - time.Until(dl)
+			raise := (spent + need + g.reserve() + 9*time.Second).Truncate(10 * time.Second)
+			return fmt.Errorf("detectors: %s in the guest: the stress phase needs up to %.0fs, timeout %s leaves %.0fs after boot and setup: raise timeout to at least %s",
+				p.worst, need.Seconds(), g.sc.Timeout.D(), max(left, 0).Seconds(), raise)
+		}
+	}
+	if g.sc.watchdogAuto && g.watchdog > 0 {
+		g.watchdog = max(g.watchdog, p.bound+watchdogMargin)
+	}
+	g.plan = p
+	return nil
 }
 
 // qemuExited is the host's event for a machine that exited by itself,

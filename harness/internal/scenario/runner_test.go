@@ -111,8 +111,10 @@ var _ Machine = (*fakeMachine)(nil)
 // "ping", "poweroff", "close") and answers from a script. onCall, if set,
 // runs after each call is recorded, outside the lock.
 type fakeShell struct {
-	outputs  map[string]fakeOutput // by command; default: no output, exit 0
-	spawnErr map[string]error      // by command line
+	outputs map[string]fakeOutput // by command; default: no output, exit 0
+	// outputFor, if set, answers a command before outputs (ok: it did).
+	outputFor func(cmd string) (fakeOutput, bool)
+	spawnErr  map[string]error // by command line
 	// spawnErrFrom makes spawnErr apply from the command line's nth start
 	// (1-based) on; 0 or absent: from the first.
 	spawnErrFrom map[string]int
@@ -172,6 +174,11 @@ func (s *fakeShell) Output(ctx context.Context, cmd string) ([]byte, error) {
 		return nil, err
 	}
 	o := s.outputs[cmd]
+	if s.outputFor != nil {
+		if f, ok := s.outputFor(cmd); ok {
+			o = f
+		}
+	}
 	return []byte(o.out), o.err
 }
 
@@ -497,7 +504,7 @@ func TestStopWhenOOMKills(t *testing.T) {
 	}
 	ended := make(chan phase, 1)
 	go func() {
-		st, err := stressPhase(context.Background(), ts.fm, sh, sc, "patched", 1, stressMarker("t", 1), ts.events, time.Hour)
+		st, err := stressPhase(context.Background(), ts.fm, sh, sc, "patched", 1, stressMarker("t", 1), ts.events, durationEnd(sc, time.Hour))
 		ended <- phase{st, err}
 	}()
 	waitFor(t, "the stressors", func() bool { return len(sh.Jobs()) == 3 })
@@ -552,7 +559,7 @@ func TestStopWhenOOMKillsGrace(t *testing.T) {
 	var err error
 	// The foreground stressors never end: the grace after the kill does it.
 	within(t, "the stress phase", func() {
-		st, err = stressPhase(context.Background(), ts.fm, sh, sc, "patched", 1, stressMarker("t", 1), ts.events, 50*time.Millisecond)
+		st, err = stressPhase(context.Background(), ts.fm, sh, sc, "patched", 1, stressMarker("t", 1), ts.events, durationEnd(sc, 50*time.Millisecond))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -581,7 +588,7 @@ func TestStopWhenAllExited(t *testing.T) {
 	var st stressed
 	var err error
 	within(t, "the stress phase", func() {
-		st, err = stressPhase(context.Background(), ts.fm, sh, sc, "patched", 1, stressMarker("t", 1), ts.events, time.Hour)
+		st, err = stressPhase(context.Background(), ts.fm, sh, sc, "patched", 1, stressMarker("t", 1), ts.events, durationEnd(sc, time.Hour))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -609,7 +616,7 @@ func TestStressDuration(t *testing.T) {
 	ts := newTestSession(t, sc, sh)
 	var st stressed
 	within(t, "the stress phase", func() {
-		st, _ = stressPhase(context.Background(), ts.fm, sh, sc, "patched", 1, stressMarker("t", 1), ts.events, time.Hour)
+		st, _ = stressPhase(context.Background(), ts.fm, sh, sc, "patched", 1, stressMarker("t", 1), ts.events, durationEnd(sc, time.Hour))
 	})
 	if st.elapsed < 50*time.Millisecond {
 		t.Errorf("stress phase %v, shorter than its duration", st.elapsed)
@@ -1212,7 +1219,7 @@ func TestStopWhenOOMReaped(t *testing.T) {
 	var st stressed
 	var err error
 	within(t, "the stress phase", func() {
-		st, err = stressPhase(context.Background(), ts.fm, sh, sc, "patched", 1, stressMarker("t", 1), ts.events, time.Hour)
+		st, err = stressPhase(context.Background(), ts.fm, sh, sc, "patched", 1, stressMarker("t", 1), ts.events, durationEnd(sc, time.Hour))
 	})
 	if err != nil {
 		t.Fatal(err)

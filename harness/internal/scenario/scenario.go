@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -33,7 +32,7 @@ type Scenario struct {
 	Probes      []Probe    `yaml:"probes"`  // numbers read from the guest after the stress phase
 	Stressors   []Stressor `yaml:"stressors"`
 	StopWhen    StopWhen   `yaml:"stop_when"`
-	Duration    Duration   `yaml:"duration"` // longest stress phase (of each round)
+	Duration    Duration   `yaml:"duration"` // longest stress phase (of each round); none with detectors
 	Settle      Duration   `yaml:"settle"`   // quiet time after the stress phase
 	// Rounds runs the stress phase this many times in the same guest
 	// (default 1): the stressors and actions start afresh, the census and
@@ -50,6 +49,12 @@ type Scenario struct {
 	Watchdog Duration `yaml:"watchdog"`
 	Repeats  int      `yaml:"repeats"`
 	Variants []string `yaml:"variants"`
+	// Detectors are the guest kernel's own detectors the scenario
+	// provokes and waits for (soft_lockup, hard_lockup, rcu_stall,
+	// hung_task; detectors.go): instead of a duration, the stress phase
+	// lasts as long as the guest's settings, read after the setup, make
+	// them take, and ends as soon as every one has reported.
+	Detectors []string `yaml:"detectors"`
 	// Requires names what the scenario needs of the kernel (see
 	// Capabilities): a run whose kernel lacks one is skipped, not passed.
 	Requires []Requirement `yaml:"requires"`
@@ -72,6 +77,9 @@ type Scenario struct {
 	Sweep     string  `yaml:"-"`
 	Case      []Param `yaml:"-"`
 	CaseIndex int     `yaml:"-"`
+	// watchdogAuto: Watchdog is the default, which a detector scenario
+	// raises once it has read the guest's own values.
+	watchdogAuto bool
 }
 
 // Guest is the shape of the VM.
@@ -287,7 +295,7 @@ func (s *Scenario) defaults() {
 	if len(s.Variants) == 0 {
 		s.Variants = []string{"baseline", "patched"}
 	}
-	if s.Duration == 0 {
+	if s.Duration == 0 && len(s.Detectors) == 0 {
 		s.Duration = Duration(60 * time.Second)
 	}
 	if s.Settle == 0 {
@@ -300,11 +308,14 @@ func (s *Scenario) defaults() {
 		s.RoundSettle = s.Settle
 	}
 	if s.Timeout == 0 && s.Rounds >= 1 {
-		// Boot and teardown, and every round at its longest.
-		s.Timeout = Duration(120*time.Second + time.Duration(s.Rounds)*s.Duration.D() + time.Duration(s.Rounds-1)*s.RoundSettle.D())
+		// Boot and teardown, and every round at its longest: with
+		// detectors, their wait as the command line and sysctls set
+		// their values (validate reports a plan that fails).
+		s.Timeout = Duration(120*time.Second + time.Duration(s.Rounds)*s.LongestStress() + time.Duration(s.Rounds-1)*s.RoundSettle.D())
 	}
 	if s.Watchdog == 0 {
 		s.Watchdog = Duration(DefaultWatchdog(DefaultCmdline+" "+s.Guest.Cmdline, s.Guest.Sysctls))
+		s.watchdogAuto = true
 	}
 	for i := range s.Stressors {
 		if s.Stressors[i].Count == 0 {
@@ -358,6 +369,12 @@ func (s *Scenario) validate() (string, string) {
 	if field, msg := s.checkRequires(); msg != "" {
 		return field, msg
 	}
+	// The stressors and actions start within the stress phase: the
+	// duration, or with detectors (no duration) the timeout.
+	phase, phaseName := s.Duration.D(), fmt.Sprintf("the duration %s", s.Duration.D())
+	if len(s.Detectors) > 0 {
+		phase, phaseName = s.Timeout.D(), fmt.Sprintf("the timeout %s", s.Timeout.D())
+	}
 	names := map[string]bool{}
 	for i, st := range s.Stressors {
 		at := fmt.Sprintf("$.stressors[%d]", i)
@@ -370,8 +387,8 @@ func (s *Scenario) validate() (string, string) {
 			return at + ".name", fmt.Sprintf("stressors[%d].name %q is used twice: give each stressor its own name", i, st.Name)
 		case st.Count < 1 || st.Count > 256:
 			return at + ".count", fmt.Sprintf("stressors[%d].count %d out of range 1..256", i, st.Count)
-		case st.StartAfter.D() < 0 || st.StartAfter.D() >= s.Duration.D():
-			return at + ".start_after", fmt.Sprintf("stressors[%d].start_after %s must be within the duration %s", i, st.StartAfter.D(), s.Duration.D())
+		case st.StartAfter.D() < 0 || st.StartAfter.D() >= phase:
+			return at + ".start_after", fmt.Sprintf("stressors[%d].start_after %s must be within %s", i, st.StartAfter.D(), phaseName)
 		}
 		if field, msg := checkSpawn(at, i, st.Spawn, s.Guest.CPUs); msg != "" {
 			return field, msg
@@ -395,12 +412,15 @@ func (s *Scenario) validate() (string, string) {
 		switch {
 		case strings.TrimSpace(st.Command) == "":
 			return at, fmt.Sprintf("actions[%d]: command is empty", i)
-		case st.At.D() < 0 || st.At.D() >= s.Duration.D():
-			return at + ".at", fmt.Sprintf("actions[%d].at %s must be within the duration %s", i, st.At.D(), s.Duration.D())
+		case st.At.D() < 0 || st.At.D() >= phase:
+			return at + ".at", fmt.Sprintf("actions[%d].at %s must be within %s", i, st.At.D(), phaseName)
 		}
 		if field, msg := s.checkVariants(at, st.Variants); msg != "" {
 			return field, msg
 		}
+	}
+	if field, msg := s.checkDetectors(); msg != "" { // after the stressors: their start_after adds to the wait
+		return field, msg
 	}
 	probes := map[string]bool{}
 	for i, p := range s.Probes {
@@ -530,6 +550,18 @@ func (s *Scenario) Expectations(variant string) map[string]string {
 	return out
 }
 
+// LongestStress is a round's stress phase at its longest as far as the
+// file tells: the duration, or with detectors their wait as the command
+// line and sysctls set their values (the run reads the guest's own).
+func (s *Scenario) LongestStress() time.Duration {
+	if len(s.Detectors) > 0 {
+		if p, err := s.staticDetectorPlan(); err == nil {
+			return p.wait
+		}
+	}
+	return s.Duration.D()
+}
+
 // StressorNames are the names of the scenario's stressors, in file order.
 func (s *Scenario) StressorNames() []string {
 	n := make([]string, len(s.Stressors))
@@ -598,50 +630,54 @@ func Cases(scs map[string]*Scenario, base string) []*Scenario {
 	return out
 }
 
-// Guest detector timeouts as 6.12 sets them unless told otherwise.
-const (
-	defaultWatchdogThresh = 10 // kernel.watchdog_thresh, s
-	defaultRCUStall       = 21 // CONFIG_RCU_CPU_STALL_TIMEOUT, s
-	defaultHungTask       = 120
-	watchdogMargin        = 15 * time.Second
-)
+// watchdogMargin is what the host watchdog's default time gives the
+// guest's detectors beyond their own timeouts.
+const watchdogMargin = 15 * time.Second
 
 // DefaultWatchdog is the host watchdog's time for a guest with this
-// kernel command line and these sysctls: long enough for the guest's own
-// detectors to report first (a hard lockup needs up to 2 x
-// watchdog_thresh and the soft lockup report 2 x watchdog_thresh, so 4 x
-// watchdog_thresh; an RCU stall rcu_cpu_stall_timeout; a hung task
-// hung_task_timeout_secs), plus a margin. For oomlab's guests (thresh 10,
-// RCU 21 s, hung task 30 s): 55 s.
+// kernel command line and these sysctls (bootValues: 6.12's defaults for
+// the rest): long enough for the guest's own detectors to report first (a
+// hard lockup needs up to 2 x watchdog_thresh and the soft lockup report
+// 2 x watchdog_thresh, so 4 x watchdog_thresh; an RCU stall
+// rcu_cpu_stall_timeout; a hung task hung_task_timeout_secs), plus a
+// margin. For oomlab's guests (thresh 10, RCU 21 s, hung task 30 s): 55 s.
+// A detector scenario raises it to its detectors' bounds once it has read
+// the guest's values (runner.go).
 func DefaultWatchdog(cmdline string, sysctls map[string]string) time.Duration {
-	thresh, rcu, hung := defaultWatchdogThresh, defaultRCUStall, defaultHungTask
-	for _, f := range strings.Fields(cmdline) {
-		k, v, ok := strings.Cut(f, "=")
-		n, err := strconv.Atoi(v)
-		if !ok || err != nil || n < 0 {
-			continue
-		}
-		switch k {
-		case "watchdog_thresh", "sysctl.kernel.watchdog_thresh":
-			thresh = n
-		case "rcupdate.rcu_cpu_stall_timeout":
-			rcu = n
-		case "sysctl.kernel.hung_task_timeout_secs":
-			hung = n
-		}
-	}
-	for k, v := range sysctls {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			continue
-		}
-		switch k {
-		case "kernel.watchdog_thresh":
-			thresh = n
-		case "kernel.hung_task_timeout_secs":
-			hung = n
-		}
-	}
-	longest := max(4*thresh, rcu, hung)
+	v := bootValues(cmdline, sysctls)
+	longest := max(4*v[valWatchdogThresh.name], v[valRCUStallTimeout.name], v[valHungTimeout.name], 0)
 	return time.Duration(longest)*time.Second + watchdogMargin
+}
+
+// checkDetectors validates detectors: (called by validate): known names,
+// each once, no duration, and a timeout that holds the wait as the
+// command line and sysctls set the values (the run reads the guest's own
+// and errors if they do not fit).
+func (s *Scenario) checkDetectors() (string, string) {
+	if len(s.Detectors) == 0 {
+		return "", ""
+	}
+	seen := map[string]bool{}
+	for i, name := range s.Detectors {
+		at := fmt.Sprintf("$.detectors[%d]", i)
+		if _, ok := lookupDetector(name); !ok {
+			return at, fmt.Sprintf("detectors[%d]: unknown detector %q (known: %s)", i, name, strings.Join(detectorNames(), ", "))
+		}
+		if seen[name] {
+			return at, fmt.Sprintf("detectors[%d]: %q is named twice", i, name)
+		}
+		seen[name] = true
+	}
+	if s.Duration != 0 {
+		return "$.duration", "duration: a scenario with detectors waits as long as the guest's detectors need (read from the guest at run time) and ends when all have reported: leave duration out"
+	}
+	p, err := s.staticDetectorPlan()
+	if err != nil {
+		return "$.detectors", "detectors: " + err.Error()
+	}
+	if need := time.Duration(s.Rounds)*p.wait + time.Duration(s.Rounds-1)*s.RoundSettle.D(); s.Timeout.D() <= need {
+		return "$.timeout", fmt.Sprintf("timeout %s is too short for the detectors' wait of %.0fs per round (%s, plus the margin), plus boot and teardown: raise timeout",
+			s.Timeout.D(), p.wait.Seconds(), p.worst)
+	}
+	return "", ""
 }

@@ -67,7 +67,7 @@ const bootGuess = 10 * time.Second
 // nominal is a guest run of sc at its longest stress phases.
 func nominal(sc *scenario.Scenario) time.Duration {
 	n := max(sc.Rounds, 1)
-	return bootGuess + time.Duration(n)*sc.Duration.D() + time.Duration(n-1)*sc.RoundSettle.D() + sc.Settle.D()
+	return bootGuess + time.Duration(n)*sc.LongestStress() + time.Duration(n-1)*sc.RoundSettle.D() + sc.Settle.D()
 }
 
 func (e *estimator) add(sc *scenario.Scenario, wall time.Duration) {
