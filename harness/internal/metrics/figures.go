@@ -62,6 +62,10 @@ type Facts struct {
 	Stressors []string
 	Exits     []Exit             // how each stressor instance ended
 	Probes    map[string]float64 // what each probe read, by probe name
+	// WorseIf are the scenario's bad outcomes (figure -> condition, as
+	// in expect): each becomes worse_if:<figure> <condition>, 1 when the
+	// run had it, compared between variants as a rate (see WorseIfRate).
+	WorseIf map[string]string
 }
 
 // Exit is how one stressor instance ended.
@@ -117,8 +121,27 @@ func Compute(in Facts) Figures {
 	for k, v := range Cost(in.Events) {
 		f.Extra[k] = v
 	}
+	for fig, cond := range in.WorseIf {
+		c, err := ParseCondition(cond)
+		v, ok := f.Value(fig)
+		if err != nil || !ok {
+			continue // validated by the scenario; no value, no outcome
+		}
+		bad := 0.0
+		if c.Holds(v) {
+			bad = 1
+		}
+		f.Extra[WorseIfFamily+":"+WorseIfName(fig, c)] = bad
+	}
 	return f
 }
+
+// WorseIfFamily is the family of the scenarios' worse_if outcomes.
+const WorseIfFamily = "worse_if"
+
+// WorseIfName is the member name, and the rate's name, of a worse_if
+// condition: "oom_kills > 1".
+func WorseIfName(fig string, c Condition) string { return fig + " " + c.String() }
 
 // fromEvents makes the figures the console shows.
 func fromEvents(evs []console.Event) Figures {

@@ -147,6 +147,28 @@ func Collect(figs []Figures) Samples {
 			s.Rates[fig.RateName()] = r
 		}
 	}
+	// A scenario's worse_if outcomes are rates of bad runs under their own
+	// name ("oom_kills > 1"), like "lockups > 0".
+	worse := map[string]bool{}
+	for i := range figs {
+		for k := range figs[i].Extra {
+			if fam, m, _ := strings.Cut(k, ":"); fam == WorseIfFamily {
+				worse[m] = true
+			}
+		}
+	}
+	for m := range worse {
+		var r Rate
+		for j := range figs {
+			if v, ok := figs[j].Extra[WorseIfFamily+":"+m]; ok {
+				r.Trials++
+				if v > 0 {
+					r.Events++
+				}
+			}
+		}
+		s.Rates[m] = r
+	}
 	for name := range hung {
 		var r Rate
 		for j := range figs {

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"gonum.org/v1/gonum/stat/distuv"
+
+	"oomlab/harness/internal/console"
 )
 
 func near(got, want, tol float64) bool { return math.Abs(got-want) <= tol }
@@ -243,5 +245,41 @@ func TestCollectHungFamily(t *testing.T) {
 	}
 	if _, ok := s.Rates["probe:other > 0"]; ok {
 		t.Errorf("a probe without a direction is compared: %+v", s.Rates)
+	}
+}
+
+// A scenario's worse_if outcome is a rate of bad runs under its own name,
+// and more of them on a variant is a difference Fisher's test can find.
+func TestWorseIfRate(t *testing.T) {
+	run := func(kills int) Figures {
+		var ev []console.Event
+		for i := 0; i < kills; i++ {
+			ev = append(ev, console.Event{Kind: console.OOMKill, Line: i + 1})
+		}
+		return Compute(Facts{Events: ev, WorseIf: map[string]string{"oom_kills": "> 1"}})
+	}
+	if v := run(2).Extra["worse_if:oom_kills > 1"]; v != 1 {
+		t.Fatalf("2 kills: worse_if = %v, want 1", v)
+	}
+	var base, patched []Figures
+	for i := 0; i < 10; i++ {
+		base = append(base, run(1))
+		patched = append(patched, run(2))
+	}
+	b, p := Collect(base), Collect(patched)
+	if r := p.Rates["oom_kills > 1"]; r.Events != 10 || r.Trials != 10 {
+		t.Fatalf("patched rate %+v", r)
+	}
+	found := false
+	for _, c := range Compare(b, p) {
+		if c.Figure == "oom_kills > 1" {
+			found = true
+			if c.Verdict != Worse {
+				t.Errorf("0/10 -> 10/10: verdict %v, want worse", c.Verdict)
+			}
+		}
+	}
+	if !found {
+		t.Error("no comparison of oom_kills > 1")
 	}
 }

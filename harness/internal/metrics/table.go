@@ -217,6 +217,7 @@ var Families = []Family{
 			}
 			return float64(f.Left[n]), true
 		}},
+	extraFamily(WorseIfFamily, "1 when the run had the scenario's bad outcome <name> (worse_if:), else 0; compared between variants as a rate"),
 	func() Family {
 		f := extraFamily("probe", "the number probe <name> read after the stress phase")
 		f.Unit = ""

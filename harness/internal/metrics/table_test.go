@@ -18,6 +18,7 @@ func sampleFacts(t *testing.T) Facts {
 		Stressors:  []string{"victim"},
 		Exits:      []Exit{{Name: "victim", Signal: "KILL"}},
 		Probes:     map[string]float64{"hits": 2},
+		WorseIf:    map[string]string{"oom_kills": "> 1"},
 	}
 }
 

@@ -362,6 +362,7 @@ func figures(r *results.Result, sc *Scenario, events *eventLog, f *facts) {
 	r.Figures = metrics.Compute(metrics.Facts{
 		Events: r.Events, Boot: f.boot, Stress: f.stress, GuestAlive: f.alive,
 		Left: f.left, Stressors: sc.StressorNames(), Exits: results.ExitFacts(exits), Probes: f.probes,
+		WorseIf: sc.WorseIf,
 	})
 	byRound := map[int][]console.Event{}
 	for i, e := range r.Events {
@@ -388,6 +389,7 @@ func figures(r *results.Result, sc *Scenario, events *eventLog, f *facts) {
 			Figures: metrics.Compute(metrics.Facts{
 				Events: byRound[rf.n], Stress: rf.stress, GuestAlive: rf.alive,
 				Left: rf.left, Stressors: sc.StressorNames(), Exits: results.ExitFacts(rf.exits), Probes: rf.probes,
+				WorseIf: sc.WorseIf,
 			}),
 		}
 		if rf.err != nil {

@@ -63,6 +63,12 @@ type Scenario struct {
 	// ExpectVariant adds or overrides conditions for one variant, e.g. the
 	// latency the patched kernel must reach and the baseline does not.
 	ExpectVariant map[string]map[string]string `yaml:"expect_variant"`
+	// WorseIf names bad outcomes that are not failures of one run but
+	// must not become more frequent on a variant (figure -> condition,
+	// as in expect; e.g. oom_kills: "> 1", an overkill): each run records
+	// whether it had one (worse_if:<figure> <condition>), and a variant
+	// with significantly more such runs than baseline fails the run.
+	WorseIf map[string]string `yaml:"worse_if"`
 	// KeyFigure is the figure a sweep's grid shows in each cell beside
 	// the verdict (e.g. oom_to_freed_p95_ms).
 	KeyFigure string `yaml:"key_figure"`
@@ -444,6 +450,9 @@ func (s *Scenario) validate() (string, string) {
 		}
 	}
 	if field, msg := s.checkExpect("expect", s.Expect); msg != "" {
+		return field, msg
+	}
+	if field, msg := s.checkExpect("worse_if", s.WorseIf); msg != "" {
 		return field, msg
 	}
 	for v, m := range s.ExpectVariant {
