@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"oomlab/harness/internal/compare"
-	"oomlab/harness/internal/grid"
 	"oomlab/harness/internal/report"
 	"oomlab/harness/internal/results"
 )
@@ -27,17 +26,7 @@ func newReportCmd() *cobra.Command {
 			}
 			switch format {
 			case "text":
-				report.Table(os.Stdout, r)
-				fmt.Println()
-				report.Compare(os.Stdout, r)
-				fmt.Println()
-				report.Differences(os.Stdout, r)
-				fmt.Println()
-				report.Comparisons(os.Stdout, compare.Within(r))
-				if len(grid.Grids(r)) > 0 {
-					fmt.Println()
-					grid.Table(os.Stdout, r)
-				}
+				printText(r)
 			case "json":
 				// The record with its statistics (percentiles with CIs,
 				// the comparison of each variant with its reference).

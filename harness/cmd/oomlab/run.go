@@ -134,17 +134,7 @@ func newRunCmd() *cobra.Command {
 // maps the run's verdict to the exit status (a run that is not complete,
 // a merge with --allow-partial, by the worst of its guest runs).
 func summary(rec *results.Run, dir string) error {
-	report.Table(os.Stdout, rec)
-	fmt.Println()
-	report.Compare(os.Stdout, rec)
-	fmt.Println()
-	report.Differences(os.Stdout, rec)
-	fmt.Println()
-	report.Comparisons(os.Stdout, compare.Within(rec))
-	if len(grid.Grids(rec)) > 0 {
-		fmt.Println()
-		grid.Table(os.Stdout, rec)
-	}
+	printText(rec)
 	fmt.Printf("\nresults: %s/run.json\nreport:  %s/report.html\n", dir, dir)
 	v := rec.Verdict
 	if !rec.Complete {
@@ -208,4 +198,21 @@ func recordPatches(ps []kbuild.PatchID) []results.Patch {
 		out = append(out, results.Patch{Name: p.Name, SHA256: p.SHA256})
 	}
 	return out
+}
+
+// printText prints a run as 'oomlab report' does: the guest runs, the
+// variants side by side, the figures that differ, the comparisons with
+// their statistics, and the sweep grids.
+func printText(rec *results.Run) {
+	report.Table(os.Stdout, rec)
+	fmt.Println()
+	report.Compare(os.Stdout, rec)
+	fmt.Println()
+	report.Differences(os.Stdout, rec)
+	fmt.Println()
+	report.Comparisons(os.Stdout, compare.Within(rec))
+	if len(grid.Grids(rec)) > 0 {
+		fmt.Println()
+		grid.Table(os.Stdout, rec)
+	}
 }
