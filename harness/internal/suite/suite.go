@@ -194,7 +194,7 @@ func Run(ctx context.Context, env scenario.Env, rec *results.Run, p Plan, view V
 			running[k] = shapeOf(g)
 			genv := env
 			genv.Progress = func(pr scenario.Progress) {
-				s := Status{Progress: pr, Guest: k + 1, Guests: len(guests), ETA: est.eta(g.sc, pr)}
+				s := Status{Progress: pr, Guest: k + 1, Guests: len(guests), ETA: est.eta(g.sc, pr), Running: int(width.Load())}
 				s.SuiteETA = suiteETA(s.ETA)
 				view.Update(s)
 			}
