@@ -25,18 +25,22 @@ type Budget struct {
 const (
 	// QEMUOverheadMB is what a QEMU process takes beside its guest's
 	// memory_mb: its own code and heap, TCG's translation cache and the
-	// page tables. A TCG guest of 256 MB measured 270-330 MB of RSS
-	// (QEMU 7.2, oomlab's guests: the initramfs, the agent, a memhog);
-	// 150 MB leaves room for a larger translation cache.
+	// page tables. Measured (TCG, 2 vCPUs, smoke, whose memhog touches
+	// all of the guest's 256 MB): 372-375 MB of RSS, 119 MB above
+	// memory_mb; 150 MB leaves room for a larger translation cache.
 	QEMUOverheadMB = 150
 	// CPUOvercommit is how many vCPUs a host core takes in the budget of
 	// guests that may share the host. An idle TCG vCPU halts and its
-	// thread sleeps, so most of a functional guest's vCPUs cost little;
-	// what overcommit must not do is keep a busy vCPU off a core long
-	// enough for the guest's own detectors (soft lockup after 20 s, RCU
-	// stall after 21 s, the host watchdog after its time) to call it a
-	// lockup. At two vCPUs a core a vCPU that wants a core gets at least
-	// half of one even when every other vCPU is busy too.
+	// thread sleeps, so a functional guest's vCPUs cost little: measured
+	// (TCG, a 2-vCPU guest, QEMU's utime+stime every 0.5 s), idle after
+	// boot 7-8% of one host core for both vCPUs, the boot 35-60%, smoke's
+	// stress phase up to 45%. What overcommit must not do is keep a busy
+	// vCPU off a core long enough for the guest's own detectors (soft
+	// lockup after 20 s, RCU stall after 21 s, the host watchdog after
+	// its time) to call it a lockup: at two vCPUs a core a vCPU that
+	// wants a core gets at least half of one even when every other vCPU
+	// is busy too (a functional guest with every vCPU busy, a fork storm,
+	// is still judged on counts, not on time).
 	CPUOvercommit = 2
 	// memShare is the part of MemAvailable the guests may take: the rest
 	// is for the host, which is shared (other users, kernel builds), and

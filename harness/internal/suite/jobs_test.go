@@ -384,3 +384,23 @@ func TestRunJobsShard(t *testing.T) {
 		t.Errorf("max %d at once, %v; results %v, want %v", g.maxAt, g.bad, resultKeys(rec.Results), mine)
 	}
 }
+
+// A guest run that panics in its goroutine panics Run, in the caller's
+// goroutine, where oomlab's handler kills every QEMU.
+func TestRunJobsPanic(t *testing.T) {
+	rec := &results.Run{}
+	dir, err := Create(t.TempDir(), rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPlan([]*scenario.Scenario{shared("a", 2)}, kbuild.Request{Want: []string{"baseline", "patched"}}, 0)
+	p.Budget = Budget{Guests: 2}
+	p.RunGuest = func(context.Context, scenario.Env, *scenario.Scenario, string, int) *results.Result { panic("boom") }
+	defer func() {
+		if v := recover(); v != "boom" {
+			t.Errorf("recovered %v, want boom", v)
+		}
+	}()
+	Run(context.Background(), scenario.Env{Dir: dir}, rec, p, nil)
+	t.Error("Run returned")
+}

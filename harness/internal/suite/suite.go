@@ -135,12 +135,14 @@ func Run(ctx context.Context, env scenario.Env, rec *results.Run, p Plan, view V
 	guests := p.guests()
 	est := &estimator{}
 	type done struct {
-		k   int
-		res *results.Result
+		k     int
+		res   *results.Result
+		panic any // the guest run's goroutine panicked with this
 	}
 	var (
-		ended   = make(chan done)
+		ended   = make(chan done, len(guests)) // never blocks a guest run, even after a panic
 		running = map[int]shape{}
+		prior   = rec.Results[:len(rec.Results):len(rec.Results)]
 		slots   = make([]*results.Result, len(guests)) // by plan position
 		started atomic.Int64                           // guest runs not yet started: guests[started:]
 		width   atomic.Int64                           // guest runs running now
@@ -173,7 +175,7 @@ func Run(ctx context.Context, env scenario.Env, rec *results.Run, p Plan, view V
 		delete(running, d.k)
 		est.add(guests[d.k].sc, time.Duration(d.res.WallS*float64(time.Second)))
 		slots[d.k] = d.res
-		rec.Results = rec.Results[:0]
+		rec.Results = prior
 		for _, r := range slots {
 			if r != nil {
 				rec.Results = append(rec.Results, r)
@@ -198,13 +200,27 @@ func Run(ctx context.Context, env scenario.Env, rec *results.Run, p Plan, view V
 				s.SuiteETA = suiteETA(s.ETA)
 				view.Update(s)
 			}
-			go func() { ended <- done{k, runGuest(gctx, genv, g.sc, g.variant, g.repeat)} }()
+			go func() {
+				// A panic goes on in Run's goroutine, where the
+				// caller's handler (oomlab's: kill every QEMU, exit 2)
+				// can see it; here it would end the process as is.
+				defer func() {
+					if v := recover(); v != nil {
+						ended <- done{k: k, panic: v}
+					}
+				}()
+				ended <- done{k: k, res: runGuest(gctx, genv, g.sc, g.variant, g.repeat)}
+			}()
 		}
 		width.Store(int64(len(running)))
 		if len(running) == 0 {
 			break
 		}
-		record(<-ended)
+		d := <-ended
+		if d.panic != nil {
+			panic(d.panic)
+		}
+		record(d)
 	}
 	if saveErr != nil {
 		return saveErr
