@@ -63,6 +63,10 @@ func TestBadInput(t *testing.T) {
 		{"bad variant", []string{"build", "--variant", "fast"}, `variant "fast"`},
 		{"bad prefix variant", []string{"build", "--variant", "patched:x"}, `variant "patched:x": want baseline, patched, patched:N`},
 		{"bad jobs", []string{"build", "--jobs", "0"}, "--jobs 0 out of range"},
+		{"bad run jobs", []string{"run", "smoke", "--jobs", "0"}, `--jobs "0": want a number of guests run at once, 1..64, or auto`},
+		{"run jobs word", []string{"run", "smoke", "--jobs", "all"}, `--jobs "all"`},
+		{"bad build-jobs", []string{"run", "smoke", "--qemu", "true", "--build-jobs", "0"}, "--build-jobs 0 out of range 1..1024 (parallel compile jobs)"},
+		{"build has no build-jobs", []string{"build", "--build-jobs", "4"}, "unknown flag: --build-jobs"},
 		{"no patches dir", []string{"build", "--patches", "/nonexistent"}, "--patches /nonexistent: not a directory"},
 		{"bad kernel tree", []string{"build", "--variant", "baseline", "--kernel-src", dir, "--cache", filepath.Join(dir, "cache")}, dir},
 		{"unknown flag", []string{"run", "--frobnicate"}, "unknown flag"},
@@ -375,5 +379,28 @@ func TestReportKCIDB(t *testing.T) {
 	_, errOut, code = run(t, ".", "report", dir, "--format", "kcidb", "--kcidb-origin", "My Lab")
 	if code != 2 || !strings.Contains(errOut, `kcidb origin "My Lab"`) || strings.Count(errOut, "\n") != 1 {
 		t.Errorf("bad origin: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// run --jobs is guests at once; the compile jobs moved to --build-jobs
+// (build keeps --jobs).
+func TestJobsFlags(t *testing.T) {
+	dir := t.TempDir()
+	runHelp, _, _ := run(t, dir, "run", "--help")
+	buildHelp, _, _ := run(t, dir, "build", "--help")
+	for _, c := range []struct {
+		help, want string
+	}{
+		{runHelp, "--jobs string"},
+		{runHelp, "guests run at once: N, or auto"},
+		{runHelp, "--build-jobs int"},
+		{buildHelp, "--jobs int"},
+	} {
+		if !strings.Contains(c.help, c.want) {
+			t.Errorf("help has no %q", c.want)
+		}
+	}
+	if strings.Contains(buildHelp, "build-jobs") {
+		t.Error("build has --build-jobs")
 	}
 }

@@ -26,21 +26,24 @@ type kernelFlags struct {
 	patches   string
 	cache     string
 	jobs      int
+	jobsFlag  string // its name: --jobs on build, --build-jobs on run (whose --jobs is guests)
 	kconfig   []string
 }
 
-func (k *kernelFlags) add(c *cobra.Command) {
+// add registers the flags on c; jobsFlag names the compile jobs' flag.
+func (k *kernelFlags) add(c *cobra.Command, jobsFlag string) {
 	c.Flags().StringVar(&k.kernelSrc, "kernel-src", "", "kernel tree to build (default: Debian's linux-source-6.12, installed and unpacked on demand)")
 	c.Flags().StringVar(&k.patches, "patches", "", "patch series directory with a 'series' file (default: the series built into oomlab)")
 	c.Flags().StringVar(&k.cache, "cache", "", "cache directory (default: $XDG_CACHE_HOME/oomlab or ~/.cache/oomlab)")
-	c.Flags().IntVar(&k.jobs, "jobs", runtime.NumCPU(), "parallel compile jobs")
+	k.jobsFlag = jobsFlag
+	c.Flags().IntVar(&k.jobs, jobsFlag, runtime.NumCPU(), "parallel compile jobs")
 	c.Flags().StringArrayVar(&k.kconfig, "kconfig", nil, "kconfig fragment FILE, or DIR of *.config fragments, merged after the built-in ones (e.g. kconfig/debug.config: lockdep, KASAN); repeatable")
 }
 
 // sources returns the BASE file, the series and the kconfig fragments.
 func (k *kernelFlags) sources() ([]byte, fs.FS, []kbuild.Fragment, error) {
 	if k.jobs < 1 || k.jobs > 1024 {
-		return nil, nil, nil, &exitError{2, fmt.Errorf("--jobs %d out of range 1..1024", k.jobs)}
+		return nil, nil, nil, &exitError{2, fmt.Errorf("--%s %d out of range 1..1024 (parallel compile jobs)", k.jobsFlag, k.jobs)}
 	}
 	var series fs.FS
 	if k.patches != "" {
@@ -236,7 +239,7 @@ func newBuildCmd() *cobra.Command {
 			return err
 		},
 	}
-	k.add(c)
+	k.add(c, "jobs")
 	c.Flags().StringVar(&variant, "variant", "all", "baseline, patched, patched:N (first N patches), a comma list, all (patched only when the series is not empty) or bisect (baseline and every prefix of the series)")
 	return c
 }

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 
+	"github.com/prometheus/procfs"
 	"github.com/spf13/cobra"
 
 	"oomlab"
@@ -29,6 +32,7 @@ func newRunCmd() *cobra.Command {
 		qemu       string
 		binDir     string
 		shard      string
+		jobs       string
 	)
 	c := &cobra.Command{
 		Use:   "run [SCENARIO|FILE.yaml|SET...]",
@@ -47,9 +51,12 @@ func newRunCmd() *cobra.Command {
 			if accel != "auto" && accel != "kvm" && accel != "tcg" {
 				return &exitError{2, fmt.Errorf("--accel %q: want auto, kvm or tcg", accel)}
 			}
+			njobs, auto, err := suite.ParseJobs(jobs)
+			if err != nil {
+				return &exitError{2, err}
+			}
 			var sh suite.Shard
 			if shard != "" {
-				var err error
 				if sh, err = suite.ParseShard(shard); err != nil {
 					return &exitError{2, err}
 				}
@@ -79,6 +86,9 @@ func newRunCmd() *cobra.Command {
 				return &exitError{2, fmt.Errorf("no scenario runs any of the variants %v", req.Want)}
 			}
 			plan.Shard = sh
+			if plan.Budget, err = jobsBudget(njobs, auto); err != nil {
+				return &exitError{2, err}
+			}
 			if sh.Count > 0 {
 				fmt.Fprintf(os.Stderr, "shard %s: %d of the suite's %d guest runs\n", sh, plan.Guests(), len(plan.Units()))
 			}
@@ -103,6 +113,9 @@ func newRunCmd() *cobra.Command {
 				return &exitError{2, err}
 			}
 			fmt.Fprintf(os.Stderr, "results: %s\n", env.Dir)
+			if plan.Budget.Guests > 1 {
+				fmt.Fprintf(os.Stderr, "jobs: %s\n", plan.Budget)
+			}
 			// A live line per running guest on a terminal (stdout and
 			// stderr both, CI unset); log lines otherwise.
 			var view suite.View
@@ -119,7 +132,8 @@ func newRunCmd() *cobra.Command {
 			return summary(rec, env.Dir)
 		},
 	}
-	k.add(c)
+	k.add(c, "build-jobs")
+	c.Flags().StringVar(&jobs, "jobs", "1", "guests run at once: N, or auto (host cores x 2 in vCPUs, 3/4 of MemAvailable); within that budget either way, and timing-sensitive scenarios alone")
 	c.Flags().StringVar(&variants, "variants", "all", "baseline, patched, patched:N (first N patches), a comma list, all (what each scenario lists) or bisect (baseline and every prefix of the series)")
 	c.Flags().IntVar(&repeat, "repeat", 0, "repeats per scenario and variant (default: the scenario's own)")
 	c.Flags().StringVar(&resultsDir, "results", "results", "where run directories are created")
@@ -128,6 +142,33 @@ func newRunCmd() *cobra.Command {
 	c.Flags().StringVar(&shard, "shard", "", "run only shard i of n (e.g. 2/4): a deterministic part of the guest runs, the same on every machine; join the shards with 'oomlab merge'")
 	c.Flags().StringVar(&binDir, "bin-dir", "", "directory with oomlab-agent and stressors/ (default: next to the oomlab binary)")
 	return c
+}
+
+// jobsBudget is the budget of --jobs: n guests (auto: as many as the
+// budget holds) within this host's cores and MemAvailable.
+func jobsBudget(n int, auto bool) (suite.Budget, error) {
+	if n == 1 && !auto {
+		return suite.Budget{Guests: 1}, nil // serial: no bound to read
+	}
+	mi, err := procfs.NewDefaultFS()
+	var mem *uint64
+	if err == nil {
+		var m procfs.Meminfo
+		if m, err = mi.Meminfo(); err == nil {
+			mem = m.MemAvailable
+		}
+	}
+	if err == nil && mem == nil {
+		err = errors.New("no MemAvailable line")
+	}
+	if err != nil {
+		return suite.Budget{}, fmt.Errorf("--jobs: cannot read MemAvailable from /proc/meminfo (%v); run with --jobs 1", err)
+	}
+	avail := int(*mem / 1024)
+	if auto {
+		return suite.AutoBudget(runtime.NumCPU(), avail), nil
+	}
+	return suite.FixedBudget(n, runtime.NumCPU(), avail), nil
 }
 
 // summary prints what 'oomlab report' prints and where the run is, and

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"regexp"
 	"slices"
@@ -49,6 +50,13 @@ type Scenario struct {
 	Watchdog Duration `yaml:"watchdog"`
 	Repeats  int      `yaml:"repeats"`
 	Variants []string `yaml:"variants"`
+	// TimingSensitive: the scenario's figures are latencies or the
+	// outcome of a race, which another guest on the host would shift
+	// (a vCPU thread waiting for a host core is time the guest's clock
+	// counts), so 'oomlab run --jobs' runs it alone, with nothing beside
+	// it. Required of a scenario whose expectations or key figure name
+	// a latency (a figure in ms).
+	TimingSensitive bool `yaml:"timing_sensitive"`
 	// Detectors are the guest kernel's own detectors the scenario
 	// provokes and waits for (soft_lockup, hard_lockup, rcu_stall,
 	// hung_task; detectors.go): instead of a duration, the stress phase
@@ -461,6 +469,38 @@ func (s *Scenario) validate() (string, string) {
 		}
 		if field, msg := s.checkExpect("expect_variant."+v, m); msg != "" {
 			return field, msg
+		}
+	}
+	if field, name := s.latencyFigure(); field != "" && !s.TimingSensitive {
+		return field, fmt.Sprintf("%s is a latency: add timing_sensitive: true, so that oomlab run --jobs runs the scenario alone (a latency measured beside other guests is partly theirs)", name)
+	}
+	return "", ""
+}
+
+// latencyFigure is the first latency (a figure in ms) the expectations or
+// the key figure name, with its YAML path; "" when there is none.
+func (s *Scenario) latencyFigure() (string, string) {
+	isLatency := func(name string) bool {
+		f := metrics.Lookup(name)
+		return f != nil && f.Unit == metrics.Millis
+	}
+	if isLatency(s.KeyFigure) {
+		return "$.key_figure", s.KeyFigure
+	}
+	check := func(at string, m map[string]string) (string, string) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			if isLatency(k) {
+				return "$." + at + "." + k, k
+			}
+		}
+		return "", ""
+	}
+	if field, name := check("expect", s.Expect); field != "" {
+		return field, name
+	}
+	for _, v := range slices.Sorted(maps.Keys(s.ExpectVariant)) {
+		if field, name := check("expect_variant."+v, s.ExpectVariant[v]); field != "" {
+			return field, name
 		}
 	}
 	return "", ""

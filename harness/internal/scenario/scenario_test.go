@@ -3,6 +3,7 @@ package scenario
 import (
 	"os"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +120,10 @@ func TestParseErrors(t *testing.T) {
 		{"figure stressor", "name: t\nstressors:\n  - {name: hog, command: memhog}\nexpect:\n  killed:hgo: 1\n", "no stressor named \"hgo\""},
 		{"figure probe", "name: t\nexpect:\n  probe:hits: 1\n", "no probe named \"hits\""},
 		{"figure comm", "name: t\nexpect:\n  left:averyveryverylongname: 0\n", "1..15 characters"},
+		{"latency not timing-sensitive", "name: t\nexpect:\n  lockups: 0\n  kill_to_reaped_max_ms: \"<= 100\"\n", "t.yaml:4:26: kill_to_reaped_max_ms is a latency: add timing_sensitive: true"},
+		{"latency per variant", "name: t\nexpect_variant:\n  patched:\n    oom_to_freed_p95_ms: \"<= 1000\"\n", "oom_to_freed_p95_ms is a latency: add timing_sensitive: true"},
+		{"latency key figure", "name: t\nkey_figure: oom_to_freed_p95_ms\n", "t.yaml:2:13: oom_to_freed_p95_ms is a latency"},
+		{"timing_sensitive not a bool", "name: t\ntiming_sensitive: often\n", "t.yaml:2:"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -182,6 +187,21 @@ func TestBuiltinScenarios(t *testing.T) {
 		cases[15].Guest.CPUs != 4 || !strings.HasSuffix(cases[15].Stressors[1].Command, "--hogs 2 --prio 50 --fair-server-runtime 0") ||
 		!strings.HasSuffix(cases[15].Stressors[0].Command, "--spin --nice-only") || cases[15].KeyFigure != "oom_to_freed_p95_ms" {
 		t.Errorf("tetsuo-sweep: %d cases, last %+v", len(cases), cases[len(cases)-1])
+	}
+	// Alone under --jobs: the scenarios whose figures are latencies or
+	// races; the functional ones share the host.
+	var alone []string
+	for _, sc := range all {
+		if sc.TimingSensitive && sc.Sweep == "" {
+			alone = append(alone, sc.Name)
+		}
+	}
+	sort.Strings(alone)
+	if want := "detector-hardlockup detector-selftest exit-mmap-starved memcg-storm oom-lock-hold robust-futex-waiter robust-futex-waiter-starved rt-idle-handoff shmem-victim silent-hang suspend-with-victim tetsuo-rt-idle"; strings.Join(alone, " ") != want {
+		t.Errorf("timing-sensitive: %v, want %s", alone, want)
+	}
+	if !cases[0].TimingSensitive {
+		t.Error("tetsuo-sweep's cases are not timing-sensitive")
 	}
 	for _, sc := range all {
 		for _, st := range sc.Stressors {

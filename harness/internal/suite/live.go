@@ -21,6 +21,7 @@ type Status struct {
 	Guest, Guests int           // its place in the suite (1-based) and how many there are
 	ETA           time.Duration // this guest run's expected time left
 	SuiteETA      time.Duration // the whole suite's, this guest run included
+	Running       int           // guest runs running now (oomlab run --jobs), this one included
 }
 
 // Key names the guest run: scenario/variant#repeat.
@@ -149,7 +150,8 @@ func (v *logView) Update(s Status) {
 func (v *logView) Log(format string, args ...any) { v.logf(format, args...) }
 func (v *logView) Close()                         {}
 
-// barView is the terminal View: one mpb line per running guest run,
+// barView is the terminal View: one mpb line per running guest run (with
+// oomlab run --jobs, several),
 //
 //	tetsuo-sweep[...]/baseline#1  round 2/3    0:41  ETA 0:20  kills 2  lockups 0  [=====>----]
 //
@@ -180,7 +182,11 @@ func NewBarView(w io.Writer) View {
 				return "suite: starting"
 			}
 			// The ETAs go down between reports with the guest's clock.
-			return fmt.Sprintf("suite: guest %d/%d, ETA %s", st.Guest, st.Guests, clock(max(st.SuiteETA-(time.Since(st.Started)-st.Elapsed), 0)))
+			running := ""
+			if st.Running > 1 {
+				running = fmt.Sprintf(" (%d running)", st.Running)
+			}
+			return fmt.Sprintf("suite: guest %d/%d%s, ETA %s", st.Guest, st.Guests, running, clock(max(st.SuiteETA-(time.Since(st.Started)-st.Elapsed), 0)))
 		})))
 	return v
 }

@@ -148,3 +148,22 @@ func TestBarView(t *testing.T) {
 		}
 	}
 }
+
+// With guests side by side, a line each, and the suite line says how many
+// run.
+func TestBarViewParallel(t *testing.T) {
+	var buf bytes.Buffer
+	v := NewBarView(&buf)
+	for _, variant := range []string{"baseline", "patched"} {
+		p := scenario.Progress{Scenario: "s", Variant: variant, Repeat: 1, Rounds: 1, Phase: scenario.PhaseBoot, Started: time.Now()}
+		v.Update(Status{Progress: p, Guest: 1, Guests: 4, Running: 2})
+	}
+	time.Sleep(300 * time.Millisecond) // one refresh
+	v.Close()
+	out := buf.String()
+	for _, want := range []string{"s/baseline#1", "s/patched#1", "(2 running)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in %q", want, out)
+		}
+	}
+}

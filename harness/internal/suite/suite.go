@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"oomlab/harness/internal/compare"
@@ -30,6 +31,7 @@ type Plan struct {
 	Variants  []string       // the kernels built, in reading order
 	Repeat    int            // repeats per scenario and variant; 0: the scenario's own
 	Shard     Shard          // the part of the plan to run (zero: all of it)
+	Budget    Budget         // how many guests run at once (zero: one)
 	// RunGuest runs one guest run (nil: scenario.Run); the suite's tests
 	// run whole plans through it without QEMU.
 	RunGuest func(ctx context.Context, env scenario.Env, sc *scenario.Scenario, variant string, repeat int) *results.Result
@@ -109,10 +111,14 @@ func (p Plan) allGuests() []guestRun {
 }
 
 // Run runs the plan in env (env.Dir is the run directory, env.Kernels the
-// kernel of each planned variant), appends each guest run to rec and saves
-// it, and completes rec when every guest ran. It stops early, with the
-// partial record saved, when ctx ends. view shows the guest runs as they
-// go (nil: log lines through env.Log, see NewLogView); Run closes it.
+// kernel of each planned variant), within p.Budget (the zero Budget: one
+// guest at a time), and completes rec when every guest ran. rec.Results
+// are in plan order whatever the order the guest runs end in; the record
+// is saved after each, with the guest runs that have not ended yet absent.
+// It stops early, with the partial record saved, when ctx ends: no guest
+// starts after that, and Run returns when the running ones have (the
+// runner stops its guest when ctx ends). view shows the guest runs as
+// they go (nil: log lines through env.Log, see NewLogView); Run closes it.
 func Run(ctx context.Context, env scenario.Env, rec *results.Run, p Plan, view View) error {
 	logf := env.Log
 	if logf == nil {
@@ -122,31 +128,102 @@ func Run(ctx context.Context, env scenario.Env, rec *results.Run, p Plan, view V
 		view = NewLogView(logf)
 	}
 	defer view.Close()
+	runGuest := p.RunGuest
+	if runGuest == nil {
+		runGuest = scenario.Run
+	}
 	guests := p.guests()
 	est := &estimator{}
-	for k, g := range guests {
-		if ctx.Err() != nil {
+	type done struct {
+		k     int
+		res   *results.Result
+		panic any // the guest run's goroutine panicked with this
+	}
+	var (
+		ended   = make(chan done, len(guests)) // never blocks a guest run, even after a panic
+		running = map[int]shape{}
+		prior   = rec.Results[:len(rec.Results):len(rec.Results)]
+		slots   = make([]*results.Result, len(guests)) // by plan position
+		started atomic.Int64                           // guest runs not yet started: guests[started:]
+		width   atomic.Int64                           // guest runs running now
+		next    int
+		saveErr error
+	)
+	// A save error ends the running guest runs too: a run that cannot
+	// keep its record should not go on for minutes.
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// suiteETA is a guest run's own time left and that of the guest runs
+	// not yet started, spread over as many as run now (serially: their
+	// sum, as before; in parallel a guess, the budget and the timing-
+	// sensitive scenarios decide how many will share the host).
+	suiteETA := func(own time.Duration) time.Duration {
+		var rest time.Duration
+		for _, g := range guests[started.Load():] {
+			rest += est.guess(g.sc)
+		}
+		return own + rest/time.Duration(max(width.Load(), 1))
+	}
+	shapes := func() []shape {
+		out := make([]shape, 0, len(running))
+		for _, s := range running {
+			out = append(out, s)
+		}
+		return out
+	}
+	record := func(d done) {
+		delete(running, d.k)
+		est.add(guests[d.k].sc, time.Duration(d.res.WallS*float64(time.Second)))
+		slots[d.k] = d.res
+		rec.Results = prior
+		for _, r := range slots {
+			if r != nil {
+				rec.Results = append(rec.Results, r)
+			}
+		}
+		if err := report.Save(env.Dir, rec); err != nil && saveErr == nil {
+			saveErr = err
+			cancel()
+		}
+	}
+	for {
+		// Start every guest run that fits, in plan order; stop starting
+		// on a cancelled context or a record that cannot be saved.
+		for ctx.Err() == nil && saveErr == nil && next < len(guests) && p.Budget.fits(shapes(), shapeOf(guests[next])) {
+			k, g := next, guests[next]
+			next++
+			started.Store(int64(next))
+			running[k] = shapeOf(g)
+			genv := env
+			genv.Progress = func(pr scenario.Progress) {
+				s := Status{Progress: pr, Guest: k + 1, Guests: len(guests), ETA: est.eta(g.sc, pr), Running: int(width.Load())}
+				s.SuiteETA = suiteETA(s.ETA)
+				view.Update(s)
+			}
+			go func() {
+				// A panic goes on in Run's goroutine, where the
+				// caller's handler (oomlab's: kill every QEMU, exit 2)
+				// can see it; here it would end the process as is.
+				defer func() {
+					if v := recover(); v != nil {
+						ended <- done{k: k, panic: v}
+					}
+				}()
+				ended <- done{k: k, res: runGuest(gctx, genv, g.sc, g.variant, g.repeat)}
+			}()
+		}
+		width.Store(int64(len(running)))
+		if len(running) == 0 {
 			break
 		}
-		rest := guests[k+1:]
-		env.Progress = func(pr scenario.Progress) {
-			s := Status{Progress: pr, Guest: k + 1, Guests: len(guests), ETA: est.eta(g.sc, pr)}
-			s.SuiteETA = s.ETA
-			for _, r := range rest {
-				s.SuiteETA += est.guess(r.sc)
-			}
-			view.Update(s)
+		d := <-ended
+		if d.panic != nil {
+			panic(d.panic)
 		}
-		runGuest := p.RunGuest
-		if runGuest == nil {
-			runGuest = scenario.Run
-		}
-		res := runGuest(ctx, env, g.sc, g.variant, g.repeat)
-		est.add(g.sc, time.Duration(res.WallS*float64(time.Second)))
-		rec.Results = append(rec.Results, res)
-		if err := report.Save(env.Dir, rec); err != nil {
-			return err
-		}
+		record(d)
+	}
+	if saveErr != nil {
+		return saveErr
 	}
 	if err := ctx.Err(); err != nil {
 		return err

@@ -228,11 +228,16 @@ func start(ctx context.Context, c Config, accel string) (*VM, error) {
 			os.RemoveAll(sockDir)
 			return nil, err
 		}
+		// A failed attempt's QEMU may have left its socket: the next
+		// must not take that file for its own QEMU's.
+		os.Remove(qmpSock)
 		v, err := launch(ctx, c, accel, qmpSock, port)
 		if err == nil {
 			v.sockDir = sockDir
+			go func() { <-v.done; releasePort(port) }()
 			return v, nil
 		}
+		releasePort(port)
 		lastErr = err
 		if !strings.Contains(err.Error(), "hostfwd") && !strings.Contains(err.Error(), "host forwarding") {
 			break
@@ -434,14 +439,55 @@ func (v *VM) cleanup() {
 	}
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
+// freePort returns a loopback TCP port that was free a moment ago and
+// that no other guest of this process holds (releasePort gives it back).
+//
+// Between the close here and QEMU's bind the port is free again, and
+// with guests started side by side (oomlab run --jobs) the kernel may hand
+// the same port to the next guest's freePort: the first QEMU to bind it
+// wins and the other fails at start. Across processes start retries that;
+// within this one the ports held by guests keep the port from being
+// handed out twice at all.
+func freePort() (int, error) { return holdPort(loopbackPort) }
+
+// loopbackPort binds 127.0.0.1:0 and closes: a port the kernel chose.
+func loopbackPort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+var (
+	portsMu   sync.Mutex
+	portsHeld = map[int]bool{} // handed to a guest that has not exited
+)
+
+// holdPort takes a port from pick that no guest of this process holds
+// and holds it.
+func holdPort(pick func() (int, error)) (int, error) {
+	for range 32 {
+		p, err := pick()
+		if err != nil {
+			return 0, err
+		}
+		portsMu.Lock()
+		taken := portsHeld[p]
+		portsHeld[p] = true
+		portsMu.Unlock()
+		if !taken {
+			return p, nil
+		}
+	}
+	return 0, errors.New("vm: no free loopback port for the SSH forward in 32 tries")
+}
+
+func releasePort(p int) {
+	portsMu.Lock()
+	delete(portsHeld, p)
+	portsMu.Unlock()
 }
 
 // lineCounter notes the first and the latest console output.
