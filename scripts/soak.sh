@@ -10,7 +10,7 @@
 #      detector-hardlockup: hard lockup): every provocation detected.
 #
 #   make soak [SOAK_VARIANTS=baseline,patched] [SOAK_BOOTS=100] [SOAK_PROVOKE=10]
-#             [SOAK_IDLE_RUN=results/<id>] [SOAK_DETECT_RUN=results/<id>]
+#             [SOAK_JOBS=auto] [SOAK_IDLE_RUN=results/<id>] [SOAK_DETECT_RUN=results/<id>]
 #
 # Writes results/soak-<date>.md with the figures per kernel and the run
 # directories behind them. Exit 0 when the soak found nothing false and
@@ -46,7 +46,10 @@ run() {
 
 # SOAK_IDLE_RUN / SOAK_DETECT_RUN: a finished run directory to count
 # instead of running that part again (e.g. after an interrupted soak).
-idle=${SOAK_IDLE_RUN:-$(run idle --repeat "$BOOTS")}
+# Idle boots share the host (--jobs auto: as many as the CPU and memory
+# budget allows); the detector scenarios are timing-sensitive and run alone
+# whatever --jobs says.
+idle=${SOAK_IDLE_RUN:-$(run idle --repeat "$BOOTS" --jobs "${SOAK_JOBS:-auto}")}
 detect=${SOAK_DETECT_RUN:-$(run detector-selftest detector-hardlockup --repeat "$PROVOKE")}
 
 # Per kernel: idle boots, boots not PASS, findings; per detector class, the
