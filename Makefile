@@ -87,7 +87,7 @@ test-trees: build
 
 # 100 idle boots per kernel (0 findings) and 10 provocations of each LKDTM
 # detector class per kernel (every one detected); results/soak-<date>.md.
-# About two hours on 2 cores: not in CI.
+# About an hour on 2 cores (idle boots side by side): not in CI.
 #   make soak [SOAK_VARIANTS=baseline,patched] [SOAK_BOOTS=100] [SOAK_PROVOKE=10]
 soak: build
 	bash scripts/soak.sh

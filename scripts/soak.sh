@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make soak: the lab's false-finding and missed-finding rates (issue 14).
-# Not in CI: about two hours on 2 cores under TCG.
+# Not in CI: about an hour on 2 cores under TCG.
 #
 #   1. SOAK_BOOTS (100) idle boots per kernel: every one must end PASS with
 #      findings == 0 (no lockup, warning, BUG, OOM or watchdog finding on a
