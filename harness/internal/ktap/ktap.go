@@ -258,10 +258,17 @@ type Flat struct {
 func (r *Result) Flatten() []Flat {
 	var out []Flat
 	seen := map[string]bool{}
+	seenAt := map[string]int{}
 	var walk func(prefix string, cs []Case)
 	walk = func(prefix string, cs []Case) {
 		for _, c := range cs {
 			k := prefix + c.Key()
+			if seenAt[k] == c.Number && c.Number > 0 {
+				// The same line again: a forked child flushed a copy
+				// of the parent's stdio buffer when it exited.
+				continue
+			}
+			seenAt[k] = c.Number
 			if seen[k] {
 				k += "#" + strconv.Itoa(c.Number)
 			}

@@ -122,7 +122,7 @@ func TestFacts(t *testing.T) {
 }
 
 func TestDuplicateKeys(t *testing.T) {
-	r := Parse("1..2\nok 1 same\nnot ok 2 same\n")
+	r := Parse("1..2\nok 1 same\nok 1 same\nnot ok 2 same\n")
 	f := r.Flatten()
 	if len(f) != 2 || f[0].Key != "same" || f[1].Key != "same#2" || f[1].Status != Fail {
 		t.Errorf("duplicates: %+v", f)

@@ -181,7 +181,7 @@ type StressorExit struct {
 func ExitFacts(exits []StressorExit) []metrics.Exit {
 	out := make([]metrics.Exit, len(exits))
 	for i, e := range exits {
-		out[i] = metrics.Exit{Name: e.Name, ExitCode: e.ExitCode, Signal: e.Signal, Running: e.Running}
+		out[i] = metrics.Exit{Name: e.Name, ExitCode: e.ExitCode, Signal: e.Signal, Running: e.Running, Output: e.Output}
 	}
 	return out
 }
