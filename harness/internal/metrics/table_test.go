@@ -18,7 +18,7 @@ func sampleFacts(t *testing.T) Facts {
 		Stressors:  []string{"victim"},
 		Exits: []Exit{{Name: "victim", Signal: "KILL"},
 			{Name: "test_kmem", ExitCode: 1, Output: "TAP version 13\n1..2\nnot ok 1 test_kmem_basic\nok 2 # SKIP test_percpu_basic\n"}},
-		Probes:     map[string]float64{"hits": 2},
+		Probes: map[string]float64{"hits": 2},
 	}
 }
 
