@@ -66,6 +66,21 @@ type Kernel struct {
 	// and SHA-256 (none: baseline); records before they existed lack them.
 	Compiler string  `json:"compiler,omitempty"`
 	Patches  []Patch `json:"patches,omitempty"`
+	// Selftests is the build of the upstream selftests the run's
+	// scenarios ran, from this kernel's own source tree (none: no
+	// scenario ran one).
+	Selftests *SelftestBuild `json:"selftests,omitempty"`
+}
+
+// SelftestBuild is one variant's build of upstream selftests.
+type SelftestBuild struct {
+	Key    string   `json:"cache_key"` // <cache>/selftests/<key>
+	Cached bool     `json:"cache_hit"`
+	Tree   string   `json:"tree"` // the source tree they were built from
+	Built  []string `json:"built"`
+	// Skipped maps a program that did not build to the reason; its
+	// guest runs record it as skipped, never passed.
+	Skipped map[string]string `json:"skipped,omitempty"`
 }
 
 // Patch is one patch applied to a kernel: its path in the series and the

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"oomlab/harness/internal/kbuild"
+	"oomlab/harness/internal/results"
+	"oomlab/harness/internal/selftests"
+)
+
+// buildSelftests builds (or finds in the cache) the upstream selftests
+// named by the plan's scenarios from each variant's own source tree. A
+// program that does not build is reported and run as a skip; only an
+// unusable toolchain or cache stops the run.
+func buildSelftests(ctx context.Context, k *kernelFlags, variants, used []string) (map[string]*selftests.Set, error) {
+	base, series, frags, err := k.sources()
+	if err != nil {
+		return nil, err
+	}
+	cache := k.cache
+	if cache == "" {
+		cache = kbuild.DefaultCacheDir()
+	}
+	var specs []selftests.Spec
+	for _, n := range used {
+		specs = append(specs, *selftests.Lookup(n))
+	}
+	out := map[string]*selftests.Set{}
+	for _, v := range variants {
+		tree, err := kbuild.SourceTree(ctx, kbuild.Options{CacheDir: cache, KernelSrc: k.kernelSrc, BaseFile: base,
+			Series: series, Variant: v, Fragments: frags})
+		if err != nil {
+			return nil, &exitError{2, fmt.Errorf("selftests for %s: %v", v, err)}
+		}
+		set, err := selftests.Build(ctx, selftests.Options{Cache: cache, Tree: tree, Specs: specs})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, &exitError{2, fmt.Errorf("selftests for %s: %v", v, err)}
+		}
+		how := "built"
+		if set.Cached {
+			how = "cached"
+		}
+		fmt.Fprintf(os.Stderr, "selftests %s: %s %s from %s (%s)\n", v, how, strings.Join(sortedKeys(set.Built), ", "), tree.Dir, set.Key[:12])
+		for _, n := range sortedKeys(set.Skipped) {
+			fmt.Fprintf(os.Stderr, "selftests %s: SKIP %s: %s\n", v, n, set.Skipped[n])
+		}
+		out[v] = set
+	}
+	return out, nil
+}
+
+// selftestRecord is what run.json keeps of a variant's selftests build.
+func selftestRecord(s *selftests.Set) *results.SelftestBuild {
+	if s == nil {
+		return nil
+	}
+	return &results.SelftestBuild{Key: s.Key, Cached: s.Cached, Tree: s.Tree, Built: sortedKeys(s.Built), Skipped: s.Skipped}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
