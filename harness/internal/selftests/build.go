@@ -102,8 +102,12 @@ type Set struct {
 	Built    map[string]string `json:"built"`
 	Skipped  map[string]string `json:"skipped,omitempty"`
 	SourceID string            `json:"source_id"`
-	Tree     string            `json:"tree"`
-	Compiler string            `json:"compiler"`
+	// Tree is the variant's tree; BuiltIn the tree the programs were
+	// compiled in, another variant's when the inputs of the build are the
+	// same in both (Key), which makes the programs the same.
+	Tree     string `json:"-"`
+	BuiltIn  string `json:"tree"`
+	Compiler string `json:"compiler"`
 }
 
 // Binary is the host path of a built program ("" when it was skipped).
@@ -192,6 +196,7 @@ func Build(ctx context.Context, o Options) (*Set, error) {
 	root := filepath.Join(o.Cache, "selftests")
 	dir := filepath.Join(root, key)
 	if s, ok := load(dir); ok {
+		s.Tree = o.Tree.Dir
 		return s, nil
 	}
 	if err := os.MkdirAll(root, 0o755); err != nil {
@@ -203,6 +208,7 @@ func Build(ctx context.Context, o Options) (*Set, error) {
 	}
 	defer unlock()
 	if s, ok := load(dir); ok { // built by another oomlab meanwhile
+		s.Tree = o.Tree.Dir
 		return s, nil
 	}
 	tmp, err := os.MkdirTemp(root, ".tmp-")
@@ -215,7 +221,7 @@ func Build(ctx context.Context, o Options) (*Set, error) {
 		return nil, err
 	}
 	s := &Set{Key: key, Built: map[string]string{}, Skipped: map[string]string{},
-		SourceID: o.Tree.SourceID, Tree: o.Tree.Dir, Compiler: compiler}
+		SourceID: o.Tree.SourceID, Tree: o.Tree.Dir, BuiltIn: o.Tree.Dir, Compiler: compiler}
 	hdr, why := installHeaders(ctx, o.Tree.Dir, tmp, logw)
 	lb := filepath.Join(tmp, "line_buffered.c")
 	if err := os.WriteFile(lb, []byte(lineBuffered), 0o644); err != nil {
