@@ -47,7 +47,11 @@ func buildSelftests(ctx context.Context, k *kernelFlags, variants, used []string
 		if set.Cached {
 			how = "cached"
 		}
-		fmt.Fprintf(os.Stderr, "selftests %s: %s %s from %s (%s)\n", v, how, strings.Join(sortedKeys(set.Built), ", "), tree.Dir, set.Key[:12])
+		from := tree.Dir
+		if set.BuiltIn != tree.Dir {
+			from += " (compiled in " + set.BuiltIn + ": the same inputs)"
+		}
+		fmt.Fprintf(os.Stderr, "selftests %s: %s %s for %s, key %s\n", v, how, strings.Join(sortedKeys(set.Built), ", "), from, set.Key[:12])
 		for _, n := range sortedKeys(set.Skipped) {
 			fmt.Fprintf(os.Stderr, "selftests %s: SKIP %s: %s\n", v, n, set.Skipped[n])
 		}
@@ -61,7 +65,11 @@ func selftestRecord(s *selftests.Set) *results.SelftestBuild {
 	if s == nil {
 		return nil
 	}
-	return &results.SelftestBuild{Key: s.Key, Cached: s.Cached, Tree: s.Tree, Built: sortedKeys(s.Built), Skipped: s.Skipped}
+	b := &results.SelftestBuild{Key: s.Key, Cached: s.Cached, Tree: s.Tree, Built: sortedKeys(s.Built), Skipped: s.Skipped}
+	if s.BuiltIn != s.Tree {
+		b.BuiltIn = s.BuiltIn
+	}
+	return b
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -74,10 +74,14 @@ type Kernel struct {
 
 // SelftestBuild is one variant's build of upstream selftests.
 type SelftestBuild struct {
-	Key    string   `json:"cache_key"` // <cache>/selftests/<key>
-	Cached bool     `json:"cache_hit"`
-	Tree   string   `json:"tree"` // the source tree they were built from
-	Built  []string `json:"built"`
+	Key    string `json:"cache_key"` // <cache>/selftests/<key>
+	Cached bool   `json:"cache_hit"`
+	Tree   string `json:"tree"` // the variant's source tree
+	// BuiltIn is the tree the cached programs were compiled in when it
+	// is another variant's: the build's inputs (uapi headers, syscall
+	// tables, selftest sources) are the same in both, so are the programs.
+	BuiltIn string   `json:"built_in,omitempty"`
+	Built   []string `json:"built"`
 	// Skipped maps a program that did not build to the reason; its
 	// guest runs record it as skipped, never passed.
 	Skipped map[string]string `json:"skipped,omitempty"`

@@ -94,6 +94,9 @@ func TestBuildAndCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if again.Tree != tree.Dir || again.BuiltIn != tree.Dir {
+		t.Errorf("second build: tree %q built in %q", again.Tree, again.BuiltIn)
+	}
 	if !again.Cached || again.Key != s.Key || again.Binary("good") != s.Binary("good") || again.Skipped["bad"] != s.Skipped["bad"] {
 		t.Errorf("second build: cached %v key %s (first %s), skipped %v", again.Cached, again.Key, s.Key, again.Skipped)
 	}
