@@ -133,7 +133,11 @@ func selftestKTAP(w io.Writer, res *results.Result) {
 		case ktap.Pass:
 			fmt.Fprintf(w, "        ok %d %s\n", i+1, l.key)
 		case ktap.Skip:
-			fmt.Fprintf(w, "        ok %d %s # SKIP %s\n", i+1, l.key, ktapText(l.reason))
+			skip := "# SKIP"
+			if why := ktapText(l.reason); why != "" {
+				skip += " " + why
+			}
+			fmt.Fprintf(w, "        ok %d %s %s\n", i+1, l.key, skip)
 		default:
 			fmt.Fprintf(w, "        not ok %d %s\n", i+1, l.key)
 		}
