@@ -32,6 +32,11 @@ func TestSelftestFigures(t *testing.T) {
 		{"skip all", Exit{Name: "kmem", ExitCode: 4, Output: "TAP version 13\n1..0 # SKIP not built from the patched tree: gcc failed\n"}, map[string]float64{
 			"selftest_skip:kmem": 1,
 		}},
+		// Hung before its first result and stopped: only the version
+		// line oomlab's builds print first; a failed program all the same.
+		{"silent hang", Exit{Name: "kill", Signal: "KILL", Output: "TAP version 13\n"}, map[string]float64{
+			"selftest:kill": 0,
+		}},
 		{"not test output", Exit{Name: "memhog", Output: "allocated 60 MB\n"}, map[string]float64{}},
 		// An exit status outside kselftest's codes (127: not found after a
 		// header?) is not a completion.

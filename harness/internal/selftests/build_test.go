@@ -31,7 +31,9 @@ func fakeTree(t *testing.T) string {
 	write("include/uapi/linux/oomlab_demo.h", "#define OOMLAB_DEMO_CASES 1\n")
 	write("mm/oom_kill.c", "/* the kernel */\n")
 	write("tools/testing/selftests/demo/good.c", "#include <stdio.h>\n#include <linux/oomlab_demo.h>\n"+
-		"int main(void) { printf(\"TAP version 13\\n1..%d\\nok 1 demo\\n\", OOMLAB_DEMO_CASES); return 0; }\n")
+		"#include <stdlib.h>\n"+
+		"int main(void) { if (!getenv(\"KSFT_TAP_LEVEL\")) printf(\"TAP version 13\\n\");\n"+
+		"  printf(\"1..%d\\nok 1 demo\\n\", OOMLAB_DEMO_CASES); return 0; }\n")
 	write("tools/testing/selftests/demo/bad.c", "int main(void) { return undeclared_thing; }\n")
 	return dir
 }
@@ -82,6 +84,12 @@ func TestBuildAndCache(t *testing.T) {
 	if r := ktap.Parse(string(out)); r.Plan != 1 || len(r.Cases) != 1 || r.Cases[0].Status != ktap.Pass {
 		t.Errorf("good printed %q", out)
 	}
+	// The version line once: printed before main, and the program's own
+	// (kselftest's ksft_print_header) left out through KSFT_TAP_LEVEL.
+	if strings.Count(string(out), "TAP version 13\n") != 1 || !strings.HasPrefix(string(out), "TAP version 13\n") {
+		t.Errorf("good printed %q: want one TAP version line, first", out)
+	}
+
 	if file, err := exec.Command("file", s.Binary("good")).Output(); err == nil && !strings.Contains(string(file), "statically linked") {
 		t.Errorf("not static: %s", file)
 	}
