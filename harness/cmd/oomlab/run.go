@@ -93,8 +93,8 @@ func newRunCmd() *cobra.Command {
 			// Upstream selftests, from each variant's own tree, only
 			// when a scenario runs one.
 			var tests map[string]*selftests.Set
-			if used := selftests.Used(scs); len(used) > 0 {
-				if tests, err = buildSelftests(ctx, &k, plan.ShardVariants(), used); err != nil {
+			if len(selftests.Used(scs)) > 0 {
+				if tests, err = buildSelftests(ctx, &k, plan.ShardVariants()); err != nil {
 					return err
 				}
 				plan.RunGuest = selftests.Wrap(tests, plan.RunGuest)

@@ -13,10 +13,10 @@ import (
 )
 
 // buildSelftests builds (or finds in the cache) the upstream selftests
-// named by the plan's scenarios from each variant's own source tree. A
+// from each variant's own source tree, for a plan whose scenarios run some. A
 // program that does not build is reported and run as a skip; only an
 // unusable toolchain or cache stops the run.
-func buildSelftests(ctx context.Context, k *kernelFlags, variants, used []string) (map[string]*selftests.Set, error) {
+func buildSelftests(ctx context.Context, k *kernelFlags, variants []string) (map[string]*selftests.Set, error) {
 	base, series, frags, err := k.sources()
 	if err != nil {
 		return nil, err
@@ -25,10 +25,6 @@ func buildSelftests(ctx context.Context, k *kernelFlags, variants, used []string
 	if cache == "" {
 		cache = kbuild.DefaultCacheDir()
 	}
-	var specs []selftests.Spec
-	for _, n := range used {
-		specs = append(specs, *selftests.Lookup(n))
-	}
 	out := map[string]*selftests.Set{}
 	for _, v := range variants {
 		tree, err := kbuild.SourceTree(ctx, kbuild.Options{CacheDir: cache, KernelSrc: k.kernelSrc, BaseFile: base,
@@ -36,7 +32,9 @@ func buildSelftests(ctx context.Context, k *kernelFlags, variants, used []string
 		if err != nil {
 			return nil, &exitError{2, fmt.Errorf("selftests for %s: %v", v, err)}
 		}
-		set, err := selftests.Build(ctx, selftests.Options{Cache: cache, Tree: tree, Specs: specs})
+		// Every program, whichever the plan runs: one cache entry per
+		// tree, shared by runs of any subset (a few seconds more once).
+		set, err := selftests.Build(ctx, selftests.Options{Cache: cache, Tree: tree})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
