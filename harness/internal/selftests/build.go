@@ -121,6 +121,18 @@ type Set struct {
 	Tree     string `json:"-"`
 	BuiltIn  string `json:"tree"`
 	Compiler string `json:"compiler"`
+
+	release func()
+}
+
+// Release ends the use of the programs: until then (or until the process
+// exits) their cache entry is held and no prune removes it, as a guest
+// boot of a later guest run still reads them.
+func (s *Set) Release() {
+	if s != nil && s.release != nil {
+		s.release()
+		s.release = nil
+	}
 }
 
 // Binary is the host path of a built program ("" when it was skipped).
@@ -266,6 +278,9 @@ func Build(ctx context.Context, o Options) (*Set, error) {
 		return nil, fmt.Errorf("installing selftests at %s: %w", dir, err)
 	}
 	s.Dir = dir
+	if release, ok, err := kbuild.HoldEntry(dir); err == nil && ok {
+		s.release = release
+	}
 	return s, nil
 }
 
@@ -279,12 +294,17 @@ func load(dir string) (*Set, bool) {
 	if json.Unmarshal(data, &s) != nil {
 		return nil, false
 	}
+	release, ok, err := kbuild.HoldEntry(dir)
+	if err != nil || !ok {
+		return nil, false // pruned meanwhile
+	}
 	for _, f := range s.Built {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			release()
 			return nil, false
 		}
 	}
-	s.Dir, s.Cached = dir, true
+	s.Dir, s.Cached, s.release = dir, true, release
 	now := time.Now()
 	_ = os.Chtimes(dir, now, now) // last use, as the kernel cache keeps it
 	return &s, true

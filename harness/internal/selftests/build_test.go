@@ -160,3 +160,40 @@ func TestKey(t *testing.T) {
 		}
 	}
 }
+
+// A build in use is held: a prune of the whole cache skips it, and removes
+// it once released. 'oomlab cache' lists it.
+func TestCacheEntryHeldAndPruned(t *testing.T) {
+	needTools(t)
+	tree := &kbuild.Tree{Dir: fakeTree(t), SourceID: "test tree"}
+	cache := t.TempDir()
+	s, err := Build(context.Background(), Options{Cache: cache, Tree: tree, Specs: demoSpecs[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := kbuild.ScanCache(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := false
+	for _, e := range inv.Entries {
+		listed = listed || e.Kind == kbuild.KindSelftests && e.Path == s.Dir
+	}
+	if !listed {
+		t.Errorf("ScanCache does not list %s", s.Dir)
+	}
+	res, err := kbuild.Prune(cache, kbuild.PruneOptions{MaxSize: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.Binary("good")); err != nil || len(res.Removed) != 0 {
+		t.Fatalf("a held build was pruned: %v, removed %d", err, len(res.Removed))
+	}
+	s.Release()
+	if _, err := kbuild.Prune(cache, kbuild.PruneOptions{MaxSize: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.Dir); err == nil {
+		t.Error("a released build was not pruned")
+	}
+}
