@@ -154,7 +154,7 @@ func TestBuiltinSets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(b.SetNames(), ",") != "quick,patches,selftest,cost,sweep" {
+	if strings.Join(b.SetNames(), ",") != "quick,patches,selftest,cost,sweep,selftests" {
 		t.Errorf("sets %v", b.SetNames())
 	}
 }

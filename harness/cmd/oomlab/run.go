@@ -19,6 +19,7 @@ import (
 	"oomlab/harness/internal/report"
 	"oomlab/harness/internal/results"
 	"oomlab/harness/internal/scenario"
+	"oomlab/harness/internal/selftests"
 	"oomlab/harness/internal/suite"
 )
 
@@ -99,6 +100,16 @@ func newRunCmd() *cobra.Command {
 				return err
 			}
 
+			// Upstream selftests, from each variant's own tree, only
+			// when a scenario runs one.
+			var tests map[string]*selftests.Set
+			if len(selftests.Used(scs)) > 0 {
+				if tests, err = buildSelftests(ctx, &k, plan.ShardVariants()); err != nil {
+					return err
+				}
+				plan.RunGuest = selftests.Wrap(tests, plan.RunGuest)
+			}
+
 			rec := &results.Run{Version: version, Host: suite.HostInfo(qemu), Shard: plan.ShardRecord()}
 			env := scenario.Env{Kernels: map[string]string{}, Configs: map[string]string{}, AgentBin: agentBin, Stressors: stressors, QEMU: qemu, Accel: accel,
 				Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }}
@@ -107,7 +118,7 @@ func newRunCmd() *cobra.Command {
 				env.Kernels[v] = kr.BzImage
 				env.Configs[v] = kr.Config
 				rec.Kernels = append(rec.Kernels, results.Kernel{Variant: v, Release: kr.KernelRelease, Key: kr.Key, Cached: kr.Cached, BzImage: kr.BzImage, SourceID: kr.SourceID,
-					Compiler: kr.Compiler, Patches: recordPatches(kr.Patches)})
+					Compiler: kr.Compiler, Patches: recordPatches(kr.Patches), Selftests: selftestRecord(tests[v])})
 			}
 			if env.Dir, err = suite.Create(resultsDir, rec); err != nil {
 				return &exitError{2, err}

@@ -54,6 +54,10 @@ const (
 	KindTree   = "tree"
 	KindObjDir = "objdir"
 	KindCcache = "ccache"
+	// KindSelftests is one build of upstream selftests from a tree
+	// (<cache>/selftests/<key>, package selftests): a few MiB, rebuilt in
+	// seconds.
+	KindSelftests = "selftests"
 )
 
 const trashPrefix = ".trash-"
@@ -161,6 +165,20 @@ func ScanCache(cache string) (*Inventory, error) {
 	if st, err := os.Stat(filepath.Join(cache, "ccache")); err == nil && st.IsDir() {
 		add(KindCcache, filepath.Join(cache, "ccache"), "ccache", "")
 	}
+	ents, _ = os.ReadDir(filepath.Join(cache, "selftests"))
+	for _, d := range ents {
+		p := filepath.Join(cache, "selftests", d.Name())
+		if strings.HasPrefix(d.Name(), trashPrefix) {
+			inv.Trash = append(inv.Trash, p)
+			continue
+		}
+		if !d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+			continue // .tmp-*: a build in progress; .lock
+		}
+		if e, err := add(KindSelftests, p, "selftests/"+d.Name(), ""); err == nil && len(d.Name()) > 12 {
+			e.Name = "selftests/" + d.Name()[:12]
+		}
+	}
 
 	// Sizes: walk everything once; a path belongs to the deepest entry
 	// containing it. Entries are walked in parallel (a cache holds
@@ -200,7 +218,7 @@ func ScanCache(cache string) (*Inventory, error) {
 	for _, e := range inv.Entries {
 		e.Alone = inv.freed(inv.withChildren(e))
 	}
-	kindOrder := map[string]int{KindKernel: 0, KindTree: 1, KindSource: 2, KindObjDir: 3, KindCcache: 4}
+	kindOrder := map[string]int{KindKernel: 0, KindSelftests: 1, KindTree: 2, KindSource: 3, KindObjDir: 4, KindCcache: 5}
 	sort.SliceStable(inv.Entries, func(i, j int) bool {
 		a, b := inv.Entries[i], inv.Entries[j]
 		if a.Kind != b.Kind {
@@ -390,10 +408,10 @@ func Prune(cache string, o PruneOptions) (*PruneResult, error) {
 	for _, k := range o.Keep {
 		keep[filepath.Clean(k)] = true
 	}
-	// Least recently used first; on a tie, kernels (cheap to rebuild from
-	// what remains) before trees, the source and ccache.
+	// Least recently used first; on a tie, selftests and kernels (cheap to
+	// rebuild from what remains) before trees, the source and ccache.
 	order := append([]*Entry(nil), inv.Entries...)
-	rank := map[string]int{KindKernel: 0, KindObjDir: 1, KindTree: 2, KindSource: 3, KindCcache: 4}
+	rank := map[string]int{KindSelftests: 0, KindKernel: 1, KindObjDir: 2, KindTree: 3, KindSource: 4, KindCcache: 5}
 	sort.SliceStable(order, func(i, j int) bool {
 		a, b := order[i], order[j]
 		if !a.LastUsed.Equal(b.LastUsed) {
@@ -468,7 +486,9 @@ func skipReason(group []*Entry, keep map[string]bool, buildFree bool) string {
 		if keep[filepath.Clean(g.Path)] {
 			return "used by this build"
 		}
-		if g.Kind != KindKernel && !buildFree {
+		// A kernel build does not use kernels or selftests it is not
+		// building: those held by a user are skipped by their lock.
+		if g.Kind != KindKernel && g.Kind != KindSelftests && !buildFree {
 			return "a build is running"
 		}
 	}

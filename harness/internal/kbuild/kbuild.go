@@ -198,27 +198,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	var patches []Patch
-	if kind == VariantPatched {
-		if patches, err = ReadSeries(o.Series); err != nil {
-			return nil, err
-		}
-		if len(patches) == 0 {
-			b.warnf("variant %q requested but the patch series is empty; building the unpatched tree", o.Variant)
-		}
-		if prefix > len(patches) {
-			return nil, fmt.Errorf("kernel variant %q: the series has only %d patches", o.Variant, len(patches))
-		}
-		if prefix > 0 {
-			patches = patches[:prefix]
-		}
-	}
-	if WithTest(o.Variant) {
-		test, err := readTestSeries(o.Series)
-		if err != nil {
-			return nil, err
-		}
-		patches = append(patches, test...)
+	patches, err := b.variantPatches(kind, prefix)
+	if err != nil {
+		return nil, err
 	}
 	src, err := b.identify(ctx)
 	if err != nil {
@@ -290,6 +272,35 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	res.Pruned = b.autoPrune(used)
 	b.phase(PhaseDone, res.BzImage)
 	return withInputs(res, gcc, patches), nil
+}
+
+// variantPatches are the patches o.Variant applies, in order.
+func (b *builder) variantPatches(kind string, prefix int) ([]Patch, error) {
+	o := b.o
+	var patches []Patch
+	if kind == VariantPatched {
+		var err error
+		if patches, err = ReadSeries(o.Series); err != nil {
+			return nil, err
+		}
+		if len(patches) == 0 {
+			b.warnf("variant %q requested but the patch series is empty; building the unpatched tree", o.Variant)
+		}
+		if prefix > len(patches) {
+			return nil, fmt.Errorf("kernel variant %q: the series has only %d patches", o.Variant, len(patches))
+		}
+		if prefix > 0 {
+			patches = patches[:prefix]
+		}
+	}
+	if WithTest(o.Variant) {
+		test, err := readTestSeries(o.Series)
+		if err != nil {
+			return nil, err
+		}
+		patches = append(patches, test...)
+	}
+	return patches, nil
 }
 
 // useCached returns the cached kernel for key, holding its entry (see

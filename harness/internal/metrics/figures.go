@@ -74,6 +74,7 @@ type Exit struct {
 	ExitCode int
 	Signal   string // "" when it exited
 	Running  bool   // still running when the stress phase ended
+	Output   string // the tail of its output: test output (KTAP) becomes selftest figures
 }
 
 // KillCounter counts OOM kills the way the figures do, one event at a
@@ -115,6 +116,7 @@ func Compute(in Facts) Figures {
 	f.GuestAlive = in.GuestAlive
 	f.Left = in.Left
 	f.Extra = stressorFigures(in.Stressors, in.Exits)
+	selftestFigures(f.Extra, in.Exits)
 	for k, v := range in.Probes {
 		f.Extra["probe:"+k] = v
 	}

@@ -223,6 +223,8 @@ var Families = []Family{
 		f.Unit = ""
 		return f
 	}(),
+	extraFamily(SelftestFamily, "stressor <name> printed KTAP (a kernel selftest): <name>.<case> is 1 when the case passed, 0 when it failed; <name> is 1 when the program ran to its end, 0 after a crash, a bail-out or a stop"),
+	extraFamily(SelftestSkipFamily, "1 when case <name>.<case> of a selftest stressor was skipped, or (<name> alone) the whole program skipped itself; a skip is not a pass"),
 }
 
 // Lookup returns the table row of a figure, or nil.

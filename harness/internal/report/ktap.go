@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 
+	"oomlab/harness/internal/ktap"
 	"oomlab/harness/internal/metrics"
 	"oomlab/harness/internal/results"
 )
@@ -49,6 +50,7 @@ func KTAP(w io.Writer, r *results.Run) {
 			for _, msg := range res.Failures {
 				fmt.Fprintf(w, "    # %s\n", ktapText(msg))
 			}
+			selftestKTAP(w, res)
 			switch res.Verdict {
 			case results.Pass:
 				fmt.Fprintf(w, "    ok %d repeat-%d\n", j+1, res.Repeat)
@@ -91,4 +93,53 @@ func ktapSummary(f *metrics.Figures) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// selftestKTAP writes the cases of the kernel selftests a guest run ran
+// (stressors whose output is KTAP) as the subtests of its repeat line, one
+// level deeper, named <stressor>.<case> as their figures are: KTAP readers
+// (kunit.py parse) then see each case, which the programs' own output,
+// often without a version line or plan (test_memcontrol prints neither),
+// does not give them.
+func selftestKTAP(w io.Writer, res *results.Result) {
+	type line struct {
+		key    string
+		status ktap.Status
+		reason string
+	}
+	var lines []line
+	for _, e := range res.Stressors {
+		r := ktap.Parse(e.Output)
+		if !r.Found() {
+			continue
+		}
+		if r.Plan == 0 && len(r.Cases) == 0 {
+			lines = append(lines, line{e.Name, ktap.Skip, r.PlanSkip})
+			continue
+		}
+		for _, c := range r.Flatten() {
+			lines = append(lines, line{e.Name + "." + c.Key, c.Status, c.Reason})
+		}
+		if r.BailOut != "" || r.Truncated || e.Signal != "" {
+			lines = append(lines, line{e.Name, ktap.Fail, "did not run to its end"})
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "        KTAP version 1\n        # Subtest: repeat-%d\n        1..%d\n", res.Repeat, len(lines))
+	for i, l := range lines {
+		switch l.status {
+		case ktap.Pass:
+			fmt.Fprintf(w, "        ok %d %s\n", i+1, l.key)
+		case ktap.Skip:
+			skip := "# SKIP"
+			if why := ktapText(l.reason); why != "" {
+				skip += " " + why
+			}
+			fmt.Fprintf(w, "        ok %d %s %s\n", i+1, l.key, skip)
+		default:
+			fmt.Fprintf(w, "        not ok %d %s\n", i+1, l.key)
+		}
+	}
 }

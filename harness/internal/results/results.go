@@ -66,6 +66,25 @@ type Kernel struct {
 	// and SHA-256 (none: baseline); records before they existed lack them.
 	Compiler string  `json:"compiler,omitempty"`
 	Patches  []Patch `json:"patches,omitempty"`
+	// Selftests is the build of the upstream selftests the run's
+	// scenarios ran, from this kernel's own source tree (none: no
+	// scenario ran one).
+	Selftests *SelftestBuild `json:"selftests,omitempty"`
+}
+
+// SelftestBuild is one variant's build of upstream selftests.
+type SelftestBuild struct {
+	Key    string `json:"cache_key"` // <cache>/selftests/<key>
+	Cached bool   `json:"cache_hit"`
+	Tree   string `json:"tree"` // the variant's source tree
+	// BuiltIn is the tree the cached programs were compiled in when it
+	// is another variant's: the build's inputs (uapi headers, syscall
+	// tables, selftest sources) are the same in both, so are the programs.
+	BuiltIn string   `json:"built_in,omitempty"`
+	Built   []string `json:"built"`
+	// Skipped maps a program that did not build to the reason; its
+	// guest runs record it as skipped, never passed.
+	Skipped map[string]string `json:"skipped,omitempty"`
 }
 
 // Patch is one patch applied to a kernel: its path in the series and the
@@ -181,7 +200,7 @@ type StressorExit struct {
 func ExitFacts(exits []StressorExit) []metrics.Exit {
 	out := make([]metrics.Exit, len(exits))
 	for i, e := range exits {
-		out[i] = metrics.Exit{Name: e.Name, ExitCode: e.ExitCode, Signal: e.Signal, Running: e.Running}
+		out[i] = metrics.Exit{Name: e.Name, ExitCode: e.ExitCode, Signal: e.Signal, Running: e.Running, Output: e.Output}
 	}
 	return out
 }

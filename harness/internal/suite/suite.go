@@ -237,13 +237,18 @@ func Run(ctx context.Context, env scenario.Env, rec *results.Run, p Plan, view V
 // Verdict is the final verdict of a complete run: the worst of its guest
 // runs, and fail when any variant of a scenario is significantly worse
 // than the scenario's reference (baseline) on any figure, at
-// metrics.Alpha (compare.Within); the reasons are one line per figure.
+// metrics.Alpha (compare.Within), or a kernel selftest case that passed on
+// the reference fails on a variant (compare.SelftestRegressions); the
+// reasons are one line per figure or case.
 func Verdict(rec *results.Run) (results.Verdict, []string) {
 	v := rec.ComputeVerdict()
 	var why []string
 	for _, row := range compare.Within(rec).Regressions() {
 		why = append(why, row.Reason())
 	}
+	// Kernel selftests: a case that passes on baseline must pass on
+	// every variant (an exact rule, no statistics).
+	why = append(why, compare.SelftestRegressions(rec)...)
 	if len(why) > 0 {
 		v = v.Worst(results.Fail)
 	}

@@ -20,7 +20,7 @@ func TestBuiltin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(b.SetNames(), ","); got != "quick,patches,selftest,cost,sweep" {
+	if got := strings.Join(b.SetNames(), ","); got != "quick,patches,selftest,cost,sweep,selftests" {
 		t.Errorf("sets in file order: %s", got)
 	}
 	scs, err := b.Resolve([]string{"quick", "smoke", "idle", "selftest"})
