@@ -45,7 +45,8 @@ run() {
 }
 
 # SOAK_IDLE_RUN / SOAK_DETECT_RUN: a finished run directory to count
-# instead of running that part again (e.g. after an interrupted soak).
+# instead of running that part again (e.g. after an interrupted soak);
+# SOAK_DETECT_RUN may name several, separated by spaces.
 # Idle boots share the host (--jobs auto: as many as the CPU and memory
 # budget allows); the detector scenarios are timing-sensitive and run alone
 # whatever --jobs says.
@@ -59,19 +60,19 @@ summary=$(jq -rs '
 	(.[0].results | per({boots: length,
 		not_pass: map(select(.verdict != "pass")) | length,
 		findings: map(.figures | .lockups + ([.by_kind | (.panic, .bug, .warning, .agent_lost, .qemu_exited)] | map(. // 0) | add)) | add,
-		boot_s_p50: (map(.figures.boot_s) | sort | .[length/2|floor])})) as $idle |
-	(.[1].results | per({
+		boot_s_p50: (map(.figures.boot_s) | sort | .[length/2|floor] * 100 | round / 100)})) as $idle |
+	(.[1:] | map(.results) | add | per({
 		soft: [map(select(.scenario == "detector-selftest")) | length, map(select(.scenario == "detector-selftest" and .figures.by_kind.soft_lockup > 0)) | length],
 		rcu:  [map(select(.scenario == "detector-selftest")) | length, map(select(.scenario == "detector-selftest" and .figures.by_kind.rcu_stall > 0)) | length],
 		hung: [map(select(.scenario == "detector-selftest")) | length, map(select(.scenario == "detector-selftest" and .figures.by_kind.hung_task > 0)) | length],
 		hard: [map(select(.scenario == "detector-hardlockup")) | length, map(select(.scenario == "detector-hardlockup" and .figures.by_kind.hard_lockup > 0)) | length],
 		not_pass: map(select(.verdict != "pass")) | length})) as $det |
-	{idle: $idle, detect: $det}' "$idle/run.json" "$detect/run.json")
+	{idle: $idle, detect: $det}' "$idle/run.json" $(for d in $detect; do echo "$d/run.json"; done))
 
 {
 	echo "# oomlab soak, $(date -u +%F) ($("$OOMLAB" --version 2>/dev/null || echo oomlab))"
 	echo
-	echo "Idle boots: $(basename "$idle"); detector provocations: $(basename "$detect")."
+	echo "Idle boots: $(basename "$idle"); detector provocations: $(for d in $detect; do basename "$d"; done | paste -sd' ')."
 	echo
 	echo "| kernel | idle boots | not PASS | findings | boot s p50 | soft lockup seen | RCU stall seen | hung task seen | hard lockup seen | detector runs not PASS |"
 	echo "|---|---|---|---|---|---|---|---|---|---|"
