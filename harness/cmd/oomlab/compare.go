@@ -19,7 +19,7 @@ func newCompareCmd() *cobra.Command {
 		Long: "compare pools the repeats of every scenario x variant that both runs have and compares B with A:\n" +
 			"latency distributions with the Mann-Whitney U test and the ratio of medians (bootstrap CI), rates of\n" +
 			"bad runs (lockups, dead guests, hung waiters, overkill, failed runs) with Fisher's exact test, two-sided\n" +
-			"at alpha = 0.05.\n" +
+			"at alpha = 0.05; upstream selftest cases exactly: one that passed in A and does not in B is a regression.\n" +
 			"Exit status: 0 no figure is significantly worse in B, 1 one is, 2 bad input.",
 		Args: cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
@@ -41,7 +41,12 @@ func newCompareCmd() *cobra.Command {
 				fmt.Println()
 				report.Comparisons(os.Stdout, rep)
 			}
-			if reg := rep.Regressions(); len(reg) > 0 {
+			// The selftest rule is exact: each case that passed in A and
+			// does not in B is a regression line of its own.
+			for _, line := range rep.SelftestRegressions {
+				fmt.Fprintf(os.Stderr, "REGRESSION %s\n", line)
+			}
+			if reg := rep.Regressions(); len(reg) > 0 || len(rep.SelftestRegressions) > 0 {
 				if format == "json" {
 					for _, r := range reg {
 						fmt.Fprintf(os.Stderr, "REGRESSION %s\n", r.Reason())

@@ -111,6 +111,9 @@ func newRunCmd() *cobra.Command {
 			}
 
 			rec := &results.Run{Version: version, Host: suite.HostInfo(qemu), Shard: plan.ShardRecord()}
+			if plan.Budget.Guests > 1 {
+				rec.Jobs = plan.Budget.String()
+			}
 			env := scenario.Env{Kernels: map[string]string{}, Configs: map[string]string{}, AgentBin: agentBin, Stressors: stressors, QEMU: qemu, Accel: accel,
 				Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }}
 			for _, v := range plan.ShardVariants() {

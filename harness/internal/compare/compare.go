@@ -63,6 +63,9 @@ type Report struct {
 	Resamples int     `json:"bootstrap_resamples"`
 	Groups    []Group `json:"groups"`
 	Rows      []Row   `json:"comparisons"`
+	// SelftestRegressions are the upstream selftest cases that passed in
+	// A and do not in B (Between; the exact rule, no statistics).
+	SelftestRegressions []string `json:"selftest_regressions,omitempty"`
 }
 
 // Regressions are the rows where a variant is significantly worse than its
@@ -192,6 +195,7 @@ func Between(a, b *results.Run) (Report, error) {
 	if len(rep.Groups) == 0 {
 		return Report{}, fmt.Errorf("%s and %s have no scenario x variant in common (results[].scenario, results[].variant)", runName(a), runName(b))
 	}
+	rep.SelftestRegressions = SelftestRegressionsBetween(a, b)
 	return rep, nil
 }
 

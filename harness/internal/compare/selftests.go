@@ -111,3 +111,42 @@ func selftestStatus(f *metrics.Figures, c string) string {
 	}
 	return "did not run (the program crashed or stopped before it)"
 }
+
+// SelftestRegressionsBetween applies the same rule between two runs (A
+// the reference): for every scenario x variant both have, a case that
+// passed in every run of it in A must pass in every run of it in B.
+func SelftestRegressionsBetween(a, b *results.Run) []string {
+	byGroup := func(r *results.Run) (map[[2]string][]*metrics.Figures, [][2]string) {
+		m := map[[2]string][]*metrics.Figures{}
+		var order [][2]string
+		for _, res := range r.Results {
+			if res == nil || res.Verdict == results.Skip {
+				continue
+			}
+			k := [2]string{res.Scenario, res.Variant}
+			if m[k] == nil {
+				order = append(order, k)
+			}
+			m[k] = append(m[k], &res.Figures)
+		}
+		return m, order
+	}
+	ga, _ := byGroup(a)
+	gb, order := byGroup(b)
+	var out []string
+	for _, k := range order {
+		for _, c := range passedEverywhere(ga[k]) {
+			var how []string
+			for i, f := range gb[k] {
+				if st := selftestStatus(f, c); st != "passes" {
+					how = append(how, fmt.Sprintf("%s in run %d", st, i+1))
+				}
+			}
+			if len(how) > 0 {
+				out = append(out, fmt.Sprintf("%s/%s: selftest %s passes in %s, %s in %s",
+					k[0], k[1], c, runName(a), strings.Join(how, ", "), runName(b)))
+			}
+		}
+	}
+	return out
+}

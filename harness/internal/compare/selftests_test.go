@@ -72,3 +72,28 @@ func TestSelftestRegressionsRepeats(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// Between two runs the same exact rule holds per scenario x variant, and
+// Between reports it (compare's exit status reads it).
+func TestSelftestRegressionsBetween(t *testing.T) {
+	a := &results.Run{ID: "A", Complete: true, Results: []*results.Result{
+		selftestResult("patched", map[string]float64{"selftest:memcg": 1, "selftest:memcg.min": 1, "selftest:memcg.low": 0}),
+	}}
+	b := &results.Run{ID: "B", Complete: true, Results: []*results.Result{
+		selftestResult("patched", map[string]float64{"selftest:memcg": 1, "selftest:memcg.min": 0, "selftest:memcg.low": 0}),
+	}}
+	got := SelftestRegressionsBetween(a, b)
+	if len(got) != 1 || !strings.Contains(got[0], "selftests/patched: selftest memcg.min passes in A, fails in run 1 in B") {
+		t.Errorf("A -> B: %q", got)
+	}
+	if got := SelftestRegressionsBetween(b, a); len(got) != 0 {
+		t.Errorf("B -> A (fail -> pass) is no regression: %q", got)
+	}
+	rep, err := Between(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.SelftestRegressions) != 1 {
+		t.Errorf("Between: %q", rep.SelftestRegressions)
+	}
+}

@@ -36,6 +36,10 @@ type Run struct {
 	// passed: a variant significantly worse than its reference on a
 	// figure (package compare), one line each.
 	Regressions []string `json:"regressions,omitempty"`
+	// Jobs says how the guests shared the host when more than one ran at
+	// once ('oomlab run --jobs'): boot and timing figures of such a run
+	// are not comparable with a serial run's. Empty: one at a time.
+	Jobs string `json:"jobs,omitempty"`
 	// Shard is set on a run of part of a suite ('oomlab run --shard
 	// i/n'); MergedFrom on the run 'oomlab merge' made of such shards,
 	// and Missing there lists the units no shard ran (a merge with
