@@ -133,10 +133,7 @@ func buildKernels(ctx context.Context, k *kernelFlags, variants []string) (map[s
 	if err != nil {
 		return nil, err
 	}
-	cache := k.cache
-	if cache == "" {
-		cache = kbuild.DefaultCacheDir()
-	}
+	cache := k.cacheDir()
 	out := map[string]*kbuild.Result{}
 	for _, v := range variants {
 		prog := newBuildProgress(v)
@@ -255,4 +252,12 @@ func (k *kernelFlags) request(s string) (kbuild.Request, error) {
 		return kbuild.Request{}, &exitError{2, err}
 	}
 	return req, nil
+}
+
+// cacheDir is --cache, or the default cache directory.
+func (k *kernelFlags) cacheDir() string {
+	if k.cache != "" {
+		return k.cache
+	}
+	return kbuild.DefaultCacheDir()
 }

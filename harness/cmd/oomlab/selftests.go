@@ -21,10 +21,7 @@ func buildSelftests(ctx context.Context, k *kernelFlags, variants []string) (map
 	if err != nil {
 		return nil, err
 	}
-	cache := k.cache
-	if cache == "" {
-		cache = kbuild.DefaultCacheDir()
-	}
+	cache := k.cacheDir()
 	out := map[string]*selftests.Set{}
 	for _, v := range variants {
 		tree, err := kbuild.SourceTree(ctx, kbuild.Options{CacheDir: cache, KernelSrc: k.kernelSrc, BaseFile: base,
