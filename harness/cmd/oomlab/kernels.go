@@ -133,7 +133,7 @@ func buildKernels(ctx context.Context, k *kernelFlags, variants []string) (map[s
 	if err != nil {
 		return nil, err
 	}
-	cache := k.cacheDir()
+	cache := cacheDir(k.cache)
 	out := map[string]*kbuild.Result{}
 	for _, v := range variants {
 		prog := newBuildProgress(v)
@@ -252,12 +252,4 @@ func (k *kernelFlags) request(s string) (kbuild.Request, error) {
 		return kbuild.Request{}, &exitError{2, err}
 	}
 	return req, nil
-}
-
-// cacheDir is --cache, or the default cache directory.
-func (k *kernelFlags) cacheDir() string {
-	if k.cache != "" {
-		return k.cache
-	}
-	return kbuild.DefaultCacheDir()
 }

@@ -21,7 +21,7 @@ func buildSelftests(ctx context.Context, k *kernelFlags, variants []string) (map
 	if err != nil {
 		return nil, err
 	}
-	cache := k.cacheDir()
+	cache := cacheDir(k.cache)
 	out := map[string]*selftests.Set{}
 	for _, v := range variants {
 		tree, err := kbuild.SourceTree(ctx, kbuild.Options{CacheDir: cache, KernelSrc: k.kernelSrc, BaseFile: base,
