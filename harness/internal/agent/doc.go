@@ -4,12 +4,17 @@
 //
 // Process layout inside the guest:
 //
-//	PID 1  /init                 mounts, network, sysctls, reaps orphans,
-//	  │                          supervises the server (RunInit)
+//	PID 1  /init                 mounts, sysctls, opens the port (or the
+//	  │                          socket), reaps orphans, supervises the
+//	  │                          server (RunInit)
 //	  └─ /init --serve           SSH server (ServerMain / Server.Serve)
 //	       └─ /init --spawn ...  trampoline (SpawnMain), exec()s into the
 //	            command          requested program after applying
 //	                             oom_score_adj / policy / affinity / cgroup
+//
+// The SSH server listens where Config.ListenAddr says: in an oomlab guest
+// a virtio-serial port ("vport:org.oomlab.agent", vport.go: one host
+// connection at a time over the port), elsewhere a TCP address.
 //
 // Everything except RunInit is usable (and tested) on an ordinary host:
 // Server.Serve takes any net.Listener and Server.SelfExe points at a built

@@ -89,6 +89,9 @@ func RunInit(configPath string) {
 		logErr("init: FATAL: config: %v; powering off", err)
 		time.Sleep(time.Second)
 		unix.Sync()
+		// A restart ends QEMU (-no-reboot) even on a machine with no
+		// power-off (no ACPI); a power-off first, for any other.
+		_ = unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
 		_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 		reapForever()
 	}
@@ -161,6 +164,9 @@ func enableCgroupControllers(root string) {
 }
 
 func setupNetwork(cfg protocol.Config) {
+	if _, err := os.Stat("/proc/net"); err != nil && cfg.IPCIDR == "" {
+		return // a kernel without CONFIG_NET: the agent talks over a port
+	}
 	if err := ConfigureInterface("lo", ""); err != nil {
 		logErr("init: lo: %v", err)
 	}
@@ -189,8 +195,29 @@ func setupNetwork(cfg protocol.Config) {
 
 // listenFile creates the server's listening socket in PID 1. The socket
 // outlives server restarts (connections queue in the backlog meanwhile) and
-// exists before the ready marker is printed.
+// exists before the ready marker is printed. For a "vport:<name>" address
+// it is the open port instead, which PID 1 keeps open for the same reason
+// (a host connected meanwhile sees its bytes wait in the port).
 func listenFile(addr string) (*os.File, error) {
+	if name := portName(addr); name != "" {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			dev, err := findPort(name)
+			if err == nil {
+				// Opened blocking, without the Go poller: PID 1 only
+				// holds it; the server makes its copy non-blocking.
+				fd, err := unix.Open(dev, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+				if err != nil {
+					return nil, fmt.Errorf("open %s: %w", dev, err)
+				}
+				return os.NewFile(uintptr(fd), dev), nil
+			}
+			if time.Now().After(deadline) {
+				return nil, err
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -297,6 +324,29 @@ func describeWait(ws unix.WaitStatus) string {
 	return "status " + strconv.Itoa(ws.ExitStatus())
 }
 
+// inheritedListener is the listener PID 1 passed as fd: a TCP socket, or
+// a virtio-serial port.
+func inheritedListener(fd int) (net.Listener, error) {
+	f := os.NewFile(uintptr(fd), "listener")
+	if isCharDevice(f) {
+		// Close-on-exec, so that commands do not inherit the port, and
+		// non-blocking before the poller sees it (NewFile takes a
+		// non-blocking fd as pollable): deadlines need the poller.
+		nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3)
+		f.Close()
+		if err == nil {
+			err = unix.SetNonblock(nfd, true)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("port fd %d: %w", fd, err)
+		}
+		return newPortListener(os.NewFile(uintptr(nfd), "vport"))
+	}
+	l, err := net.FileListener(f) // dups with O_CLOEXEC ...
+	f.Close()                     // ... so commands do not inherit fd N
+	return l, err
+}
+
 func reapForever() {
 	for {
 		var ws unix.WaitStatus
@@ -334,11 +384,15 @@ func ServerMain(args []string) int {
 		s.Reboot = unix.Reboot
 	}
 	var l net.Listener
-	if *listenFD >= 0 {
-		f := os.NewFile(uintptr(*listenFD), "listener")
-		l, err = net.FileListener(f) // dups with O_CLOEXEC ...
-		f.Close()                    // ... so commands do not inherit fd N
-	} else {
+	switch {
+	case *listenFD >= 0:
+		l, err = inheritedListener(*listenFD)
+	case portName(cfg.ListenAddr) != "":
+		var f *os.File
+		if f, err = openPort(portName(cfg.ListenAddr), 10*time.Second); err == nil {
+			l, err = newPortListener(f)
+		}
+	default:
 		l, err = net.Listen("tcp", cfg.ListenAddr)
 	}
 	if err != nil {

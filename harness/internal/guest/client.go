@@ -36,18 +36,26 @@ type Client struct {
 	addr string
 }
 
-// Dial connects to the agent at addr (host:port), retrying with backoff
-// until it succeeds or ctx is done.
+// Dial connects to the agent at addr, retrying with backoff until it
+// succeeds or ctx is done. addr is host:port (TCP), or the path of the
+// UNIX socket behind which QEMU serves the guest's virtio-serial port
+// (vm.VM.AgentSock).
 //
-// Retrying is essential: QEMU user networking accepts the forwarded TCP
-// port before the guest listens and then closes or stalls the connection.
-// ssh.ClientConfig.Timeout covers only the TCP connect, so each attempt's
-// handshake is bounded by handshakeTimeout via a deadline on the net.Conn
-// (cleared once the handshake is done). A host key mismatch or rejected
-// client key ends the retries at once.
+// Over TCP, retrying is essential: QEMU user networking accepts the
+// forwarded port before the guest listens and then closes or stalls the
+// connection. ssh.ClientConfig.Timeout covers only the TCP connect, so each
+// attempt's handshake is bounded by handshakeTimeout via a deadline on the
+// net.Conn (cleared once the handshake is done). Over a port the first
+// connect is the one: the bytes wait in the port until the agent opens
+// it, so the handshake is bounded by ctx alone, and only a connect that
+// fails (the socket not there yet) or a stream that ends is retried. A host
+// key mismatch or rejected client key ends the retries at once.
 func Dial(ctx context.Context, addr string, keys *Keys, handshakeTimeout time.Duration) (*Client, error) {
 	if handshakeTimeout <= 0 {
 		handshakeTimeout = 10 * time.Second
+	}
+	if isUnix(addr) {
+		handshakeTimeout = 0
 	}
 	backoff := 50 * time.Millisecond
 	var lastErr error
@@ -71,14 +79,24 @@ func Dial(ctx context.Context, addr string, keys *Keys, handshakeTimeout time.Du
 	}
 }
 
+// isUnix says whether addr is a UNIX socket path rather than host:port.
+func isUnix(addr string) bool { return strings.HasPrefix(addr, "/") }
+
 func dialOnce(ctx context.Context, addr string, keys *Keys, handshakeTimeout time.Duration) (*Client, error) {
+	network := "tcp"
+	if isUnix(addr) {
+		network = "unix"
+	}
 	d := net.Dialer{Timeout: handshakeTimeout}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(handshakeTimeout)
-	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+	var deadline time.Time // none: ctx alone (stop below)
+	if handshakeTimeout > 0 {
+		deadline = time.Now().Add(handshakeTimeout)
+	}
+	if dl, ok := ctx.Deadline(); ok && (deadline.IsZero() || dl.Before(deadline)) {
 		deadline = dl
 	}
 	_ = conn.SetDeadline(deadline)

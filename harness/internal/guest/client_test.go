@@ -508,8 +508,10 @@ func TestPowerOff(t *testing.T) {
 	}
 	select {
 	case cmd := <-calls:
-		if cmd != unix.LINUX_REBOOT_CMD_POWER_OFF {
-			t.Errorf("reboot cmd %#x", cmd)
+		// A restart: under -no-reboot it ends QEMU on a machine
+		// without ACPI, where a power-off only halts the CPUs.
+		if cmd != unix.LINUX_REBOOT_CMD_RESTART {
+			t.Errorf("reboot cmd %#x, want RESTART", cmd)
 		}
 	case <-time.After(2 * time.Second):
 		t.Error("Reboot hook not called")
@@ -859,8 +861,8 @@ func TestTypedCalls(t *testing.T) {
 	}
 	select {
 	case cmd := <-rebooted:
-		if cmd != unix.LINUX_REBOOT_CMD_POWER_OFF {
-			t.Errorf("Poweroff made reboot(%#x)", cmd)
+		if cmd != unix.LINUX_REBOOT_CMD_RESTART {
+			t.Errorf("Poweroff made reboot(%#x), want RESTART", cmd)
 		}
 	case <-time.After(5 * time.Second):
 		t.Error("Poweroff did not power off")
@@ -873,5 +875,93 @@ func TestPoweroffRefused(t *testing.T) {
 	var ce *CommandError
 	if !errors.As(err, &ce) || !strings.Contains(ce.Stderr, "not available") {
 		t.Errorf("Poweroff on a server without Reboot: %v", err)
+	}
+}
+
+// slowListener hands out each accepted connection only after delay and
+// counts them: a virtio-serial port whose agent opens it late, the host's
+// bytes waiting meanwhile.
+type slowListener struct {
+	net.Listener
+	delay    time.Duration
+	accepted atomic.Int32
+}
+
+func (l *slowListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted.Add(1)
+		time.Sleep(l.delay)
+	}
+	return c, err
+}
+
+// Over a UNIX socket (QEMU's end of the agent's port) the first connect is
+// the one: the handshake waits for the agent however late it answers,
+// past the TCP per-attempt bound, and there is no second attempt.
+func TestDialUnixWaitsForAgent(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	inner, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &slowListener{Listener: inner, delay: 700 * time.Millisecond}
+	keys, _ := NewKeys()
+	serve(t, testConfig(t, keys), l, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, sock, keys, 100*time.Millisecond)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer c.Close()
+	if err := c.Ping(ctx, 5*time.Second); err != nil {
+		t.Error(err)
+	}
+	if n := l.accepted.Load(); n != 1 {
+		t.Errorf("%d connections, want 1 (no retry while the agent is late)", n)
+	}
+}
+
+// A port nobody ever answers on: Dial ends with its context, not before
+// and not much after.
+func TestDialUnixSilent(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	keys, _ := NewKeys()
+	ctx, cancel := context.WithTimeout(context.Background(), 800*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = Dial(ctx, sock, keys, 100*time.Millisecond)
+	d := time.Since(start)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Dial error = %v, want the context's deadline", err)
+	}
+	if d < 700*time.Millisecond || d > 3*time.Second {
+		t.Errorf("Dial took %v with an 800 ms context", d)
 	}
 }

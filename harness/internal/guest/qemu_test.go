@@ -1,16 +1,15 @@
 package guest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,9 +44,7 @@ func TestQEMUBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := protocol.Config{
-		ListenAddr: fmt.Sprintf(":%d", vm.GuestSSHPort),
-		IPCIDR:     vm.GuestCIDR,
-		Gateway:    vm.GuestGateway,
+		ListenAddr: protocol.VportPrefix + vm.AgentPort,
 		PathDirs:   []string{"/bin"},
 		Sysctls:    map[string]string{"vm.oom_dump_tasks": "0"},
 	}
@@ -69,33 +66,22 @@ func TestQEMUBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, qemu, "-machine", "q35", "-accel", "tcg", "-smp", "2", "-m", "256",
-		"-nographic", "-no-reboot", "-kernel", kernel, "-initrd", initrd,
-		"-append", "console=ttyS0 panic=-1 loglevel=4",
-		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:%d", port, vm.GuestSSHPort),
-		"-device", "virtio-net-pci,netdev=n0")
-	console, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	ready := make(chan struct{})
+	var once sync.Once
+	var log syncBuffer
+	m, err := vm.Start(ctx, vm.Config{QEMU: qemu, Kernel: kernel, Initrd: initrd, Cmdline: "panic=-1 loglevel=4",
+		CPUs: 2, MemoryMB: 256, Accel: "tcg", OnLine: func(line []byte) {
+			fmt.Fprintln(&log, string(line))
+			if bytes.Contains(line, []byte(protocol.ReadyMarker)) {
+				once.Do(func() { close(ready) })
+			}
+		}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	ready := make(chan struct{})
-	var log syncBuffer
-	go func() {
-		sc := bufio.NewScanner(console)
-		for sc.Scan() {
-			fmt.Fprintln(&log, sc.Text())
-			if strings.Contains(sc.Text(), protocol.ReadyMarker) {
-				close(ready)
-			}
-		}
-	}()
+	defer m.Stop(2 * time.Second)
 	bootStart := time.Now()
 	select {
 	case <-ready:
@@ -104,8 +90,7 @@ func TestQEMUBoot(t *testing.T) {
 		t.Fatalf("no ready marker; console:\n%s", log.String())
 	}
 
-	// The forwarded port accepts before the guest listens; Dial copes.
-	c, err := Dial(ctx, fmt.Sprintf("127.0.0.1:%d", port), keys, 10*time.Second)
+	c, err := Dial(ctx, m.AgentSock, keys, 10*time.Second)
 	if err != nil {
 		t.Fatalf("%v; console:\n%s", err, log.String())
 	}
@@ -193,10 +178,8 @@ func TestQEMUBoot(t *testing.T) {
 	if res, err := c.Run(ctx, "poweroff", nil, nil); err != nil || res.ExitCode != 0 {
 		t.Errorf("poweroff: %v %v", res, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
-	case <-done:
+	case <-m.Done():
 	case <-time.After(30 * time.Second):
 		t.Errorf("QEMU still running after poweroff")
 	}

@@ -208,7 +208,7 @@ func TestShippedFragmentsMarking(t *testing.T) {
 			t.Errorf("CONFIG_%s should be optional (present %v)", s, ok)
 		}
 	}
-	for _, s := range []string{"SMP", "SERIAL_8250_CONSOLE", "BLK_DEV_INITRD", "DEVTMPFS", "PROC_FS", "SYSFS", "CGROUPS", "MEMCG", "FUTEX", "INET", "UNIX", "VIRTIO_NET", "PRINTK_TIME", "ACPI"} {
+	for _, s := range []string{"SMP", "SERIAL_8250_CONSOLE", "BLK_DEV_INITRD", "DEVTMPFS", "PROC_FS", "SYSFS", "CGROUPS", "MEMCG", "FUTEX", "VIRTIO_MMIO", "VIRTIO_CONSOLE", "X86_MPPARSE", "PRINTK_TIME", "ACPI", "NET"} {
 		if v, ok := opt[s]; !ok || v {
 			t.Errorf("CONFIG_%s should be required (present %v)", s, ok)
 		}

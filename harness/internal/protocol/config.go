@@ -12,7 +12,7 @@ const ConfigPath = "/etc/oomlab/agent.json"
 // Config is the agent configuration. The host writes it as JSON to
 // ConfigPath in the image; the agent reads it at boot.
 type Config struct {
-	ListenAddr     string            `json:"listen_addr"`     // e.g. ":22"
+	ListenAddr     string            `json:"listen_addr"`     // ":22" (TCP) or "vport:<name>" (a virtio-serial port)
 	HostKeyPEM     string            `json:"host_key_pem"`    // OpenSSH private key PEM
 	AuthorizedKeys string            `json:"authorized_keys"` // authorized_keys format, one or more
 	IPCIDR         string            `json:"ip_cidr"`         // "10.0.2.15/24"; empty = leave eth0 alone
@@ -23,6 +23,11 @@ type Config struct {
 
 // DefaultListenAddr is used when Config.ListenAddr is empty.
 const DefaultListenAddr = ":22"
+
+// VportPrefix starts a ListenAddr that names a virtio-serial port (QEMU's
+// virtserialport name=) instead of a TCP address: the SSH stream then runs
+// over the port, which the host reaches as a UNIX socket of QEMU's.
+const VportPrefix = "vport:"
 
 // WithDefaults returns a copy of c with empty fields filled in.
 func (c Config) WithDefaults() Config {

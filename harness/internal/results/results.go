@@ -139,6 +139,20 @@ type Result struct {
 	// detectors (detectors:), what the runner read from the guest before
 	// the stress phase and the wait it computed from it.
 	DetectorTiming *DetectorTiming `json:"detector_timing,omitempty"`
+	// Boot is where the boot's time went (figures.boot_s is the sum),
+	// from the host's clock: what `make bench` tables.
+	Boot *BootPhases `json:"boot_phases,omitempty"`
+}
+
+// BootPhases splits a boot (QEMU start -> the agent answered over SSH) at
+// what the host sees of it: the first console byte, the kernel's "Run
+// /init as init process" line and the agent's ready marker. A phase whose
+// end was not seen is 0 and the next one takes its time.
+type BootPhases struct {
+	FirmwareS float64 `json:"firmware_s"` // QEMU start -> first console byte (QEMU, firmware, kernel decompression)
+	KernelS   float64 `json:"kernel_s"`   // -> the kernel runs /init
+	InitS     float64 `json:"init_s"`     // -> the agent's ready marker (mounts, sysctls, server start)
+	ConnectS  float64 `json:"connect_s"`  // -> the SSH handshake done
 }
 
 // DetectorTiming is what a detector scenario read from its guest after the

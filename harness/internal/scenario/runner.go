@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -465,7 +466,8 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 
 	pr.phase(PhaseBoot)
 	logf("%s: booting %s kernel (%d vCPUs, %d MB)", base, variant, sc.Guest.CPUs, sc.Guest.MemoryMB)
-	v, sh, err := boot(ctx, env, sc, kernel, tmp, conLog, events.line)
+	var clock bootClock
+	v, sh, err := boot(ctx, env, sc, kernel, tmp, conLog, clock.watch(events.line))
 	if v != nil {
 		defer func() {
 			v.Stop(stopGrace)
@@ -484,6 +486,7 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 	}
 	defer sh.Close()
 	f.boot = time.Since(v.Started)
+	r.Boot = clock.phases(v.Started, v.FirstOutput(), time.Now())
 	logf("%s: agent ready after %.2fs (%s)", base, f.boot.Seconds(), v.Accel)
 	f.alive = true
 	pr.phase(PhaseSetup)
@@ -497,6 +500,48 @@ func run(ctx context.Context, env Env, sc *Scenario, variant string, repeat int,
 	return err
 }
 
+// bootClock notes when the host saw the boot's milestones on the console.
+type bootClock struct {
+	mu          sync.Mutex
+	init, ready time.Time
+}
+
+// initLine is init/main.c's run_init_process(), printed before the kernel
+// executes /init (the agent).
+var initLine = []byte("Run /init as init process")
+
+// watch returns onLine with the milestones noted first.
+func (b *bootClock) watch(onLine func([]byte)) func([]byte) {
+	return func(line []byte) {
+		b.mu.Lock()
+		if b.init.IsZero() && bytes.Contains(line, initLine) {
+			b.init = time.Now()
+		}
+		if b.ready.IsZero() && bytes.Contains(line, []byte(protocol.ReadyMarker)) {
+			b.ready = time.Now()
+		}
+		b.mu.Unlock()
+		onLine(line)
+	}
+}
+
+// phases splits start -> answered at the milestones seen, in order.
+func (b *bootClock) phases(start, first, answered time.Time) *results.BootPhases {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	marks := []time.Time{first, b.init, b.ready, answered}
+	out := make([]float64, len(marks))
+	prev := start
+	for i, m := range marks {
+		if m.IsZero() || m.Before(prev) || m.After(answered) {
+			continue // not seen: the next phase takes its time
+		}
+		out[i] = m.Sub(prev).Seconds()
+		prev = m
+	}
+	return &results.BootPhases{FirmwareS: out[0], KernelS: out[1], InitS: out[2], ConnectS: out[3]}
+}
+
 // boot is the first phase: a fresh key pair, the guest's initramfs (in
 // tmp), the machine, whose console goes to log and line by line to onLine,
 // and the agent. It returns the machine as soon as it runs, with the
@@ -507,9 +552,7 @@ func boot(ctx context.Context, env Env, sc *Scenario, kernel, tmp string, log io
 		return nil, nil, err
 	}
 	cfg := protocol.Config{
-		ListenAddr: fmt.Sprintf(":%d", vm.GuestSSHPort),
-		IPCIDR:     vm.GuestCIDR,
-		Gateway:    vm.GuestGateway,
+		ListenAddr: protocol.VportPrefix + vm.AgentPort,
 		Sysctls:    sc.Guest.Sysctls,
 	}
 	keys.Apply(&cfg)
@@ -526,8 +569,8 @@ func boot(ctx context.Context, env Env, sc *Scenario, kernel, tmp string, log io
 	if err != nil {
 		return nil, nil, err
 	}
-	sh, err := dialAgent(ctx, v, v.SSHAddr, func(ctx context.Context) (Shell, error) {
-		c, err := guest.Dial(ctx, v.SSHAddr, keys, handshakeTimeout)
+	sh, err := dialAgent(ctx, v, v.AgentSock, func(ctx context.Context) (Shell, error) {
+		c, err := guest.Dial(ctx, v.AgentSock, keys, handshakeTimeout)
 		if err != nil {
 			return nil, err // not a Shell holding a nil *guest.Client
 		}

@@ -1,25 +1,29 @@
 package vm
 
 import (
-	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 )
 
-// TestUserNet checks that the forwarded port reaches GuestSSHPort and that
-// the guest address and gateway are QEMU user networking's defaults.
-func TestUserNet(t *testing.T) {
-	c := Config{Kernel: "bzImage", Initrd: "initrd", CPUs: 2, MemoryMB: 256}
-	args := c.args("tcg", "/tmp/qmp.sock", 2222)
-	if !slices.Contains(args, "user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22") {
-		t.Errorf("no hostfwd to guest port %d in %q", GuestSSHPort, args)
+// TestAgentPortWiring checks that the port the agent listens on is the
+// one QEMU connects to the host's socket, on the microvm, and that a
+// guest reboot (a panic, the agent's poweroff) is a triple fault that
+// -no-reboot turns into QEMU's exit.
+func TestAgentPortWiring(t *testing.T) {
+	c := Config{Kernel: "bzImage", Initrd: "initrd", CPUs: 2, MemoryMB: 256, Cmdline: "panic=-1"}
+	args := c.args("tcg", "/tmp/qmp.sock", "/tmp/agent.sock")
+	if !slices.Contains(args, "socket,id=agent,path=/tmp/agent.sock,server=on,wait=off") {
+		t.Errorf("no server socket for the agent chardev in %q", args)
 	}
-	p, err := netip.ParsePrefix(GuestCIDR)
-	if err != nil {
-		t.Fatal(err)
+	if !slices.Contains(args, "virtserialport,chardev=agent,name="+AgentPort) {
+		t.Errorf("no virtserialport %q on the agent chardev in %q", AgentPort, args)
 	}
-	slirp := netip.MustParsePrefix("10.0.2.0/24") // -netdev user's default net
-	if p.Masked() != slirp || !slirp.Contains(netip.MustParseAddr(GuestGateway)) || p.Addr() == netip.MustParseAddr(GuestGateway) {
-		t.Errorf("guest %s, gateway %s: not on QEMU's user network %s", GuestCIDR, GuestGateway, slirp)
+	if i := slices.Index(args, "-machine"); i < 0 || !strings.HasPrefix(args[i+1], "microvm,") {
+		t.Errorf("not a microvm: %q", args)
+	}
+	i := slices.Index(args, "-append")
+	if i < 0 || !slices.Contains(strings.Fields(args[i+1]), RebootTriple) || !slices.Contains(args, "-no-reboot") {
+		t.Errorf("a guest reboot would not end QEMU: %q", args)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,15 +22,14 @@ import (
 	"oomlab/harness/internal/tailbuf"
 )
 
-// The guest's network is QEMU user networking (-netdev user): QEMU's own
-// defaults give the guest its address and gateway, and the host's
-// VM.SSHAddr is forwarded to GuestSSHPort. The agent configuration takes
-// these from here.
-const (
-	GuestCIDR    = "10.0.2.15/24" // the guest's eth0
-	GuestGateway = "10.0.2.2"     // QEMU's host side
-	GuestSSHPort = 22             // where the agent listens
-)
+// The agent's SSH stream runs over a virtio-serial port: QEMU serves the
+// host end as the UNIX socket VM.AgentSock, the agent in the guest finds
+// the port by its name (protocol.VportPrefix + AgentPort is its listen
+// address). No network stack in the guest, no forwarded TCP port to pick
+// for guests side by side, and the stream is there from the first byte:
+// QEMU user networking accepted the forwarded port before the guest
+// listened and its slirp retransmitted the lost SYN only after 3 s.
+const AgentPort = "org.oomlab.agent"
 
 // Config describes one guest.
 type Config struct {
@@ -51,10 +49,13 @@ type Config struct {
 
 // VM is a running guest.
 type VM struct {
-	Accel   string    // what it really runs with: "kvm" or "tcg"
-	SSHAddr string    // 127.0.0.1:port forwarded to the guest's GuestSSHPort
-	Started time.Time // when QEMU was started
-	QMP     *Monitor
+	Accel     string    // what it really runs with: "kvm" or "tcg"
+	AgentSock string    // UNIX socket: the host end of the guest's AgentPort
+	Started   time.Time // when QEMU was started
+	QMP       *Monitor
+	// FirstOutput is when the first console byte arrived (zero before):
+	// the boot's firmware part ends there.
+	FirstOutput func() time.Time
 
 	cmd     *exec.Cmd
 	sockDir string
@@ -179,7 +180,14 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 // console the harness reads.
 const HandoffDebug = `dyndbg="file oom_kill.c +p" loglevel=8`
 
-func (c *Config) args(accel, qmpSock string, sshPort int) []string {
+// RebootTriple is on every guest's command line: the microvm has neither
+// ACPI nor a keyboard controller, and x86's default reboot would try both
+// (over a second of port polling) before the triple fault that, under
+// -no-reboot, ends QEMU. A panic (panic=-1) and the agent's poweroff take
+// this path.
+const RebootTriple = "reboot=t"
+
+func (c *Config) args(accel, qmpSock, agentSock string) []string {
 	cpu := "max"
 	accelArg := "tcg,thread=multi"
 	if accel == "kvm" {
@@ -188,9 +196,14 @@ func (c *Config) args(accel, qmpSock string, sshPort int) []string {
 	// HandoffDebug turns on the series' "Handed over <pid> to exit path."
 	// line, a pr_debug() that costs nothing unless enabled; kernels
 	// without it (or without CONFIG_DYNAMIC_DEBUG) ignore the parameter.
-	cmdline := strings.TrimSpace("console=ttyS0 " + HandoffDebug + " " + c.Cmdline)
+	cmdline := strings.TrimSpace("console=ttyS0 " + RebootTriple + " " + HandoffDebug + " " + c.Cmdline)
 	return []string{
-		"-machine", "q35",
+		// microvm: no PCI, no ACPI, no firmware tables to walk: qboot
+		// jumps to the kernel, SMP comes from the MP table and the
+		// virtio-mmio devices from the command line QEMU appends
+		// (auto-kernel-cmdline). The legacy PIT, PIC and RTC stay: the
+		// kernel calibrates and keeps time with them under TCG.
+		"-machine", "microvm,acpi=off",
 		"-accel", accelArg,
 		"-cpu", cpu,
 		"-smp", strconv.Itoa(c.CPUs),
@@ -208,8 +221,9 @@ func (c *Config) args(accel, qmpSock string, sshPort int) []string {
 		"-chardev", "stdio,id=con,signal=off,mux=on",
 		"-serial", "chardev:con",
 		"-qmp", "unix:" + qmpSock + ",server=on,wait=off",
-		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:%d", sshPort, GuestSSHPort),
-		"-device", "virtio-net-pci,netdev=n0",
+		"-device", "virtio-serial-device,max_ports=2",
+		"-chardev", "socket,id=agent,path=" + agentSock + ",server=on,wait=off",
+		"-device", "virtserialport,chardev=agent,name=" + AgentPort,
 	}
 }
 
@@ -218,37 +232,17 @@ func start(ctx context.Context, c Config, accel string) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	qmpSock := filepath.Join(sockDir, "qmp.sock")
-	var lastErr error
-	// The SSH port is picked by binding :0 and closing; another process can
-	// take it before QEMU binds it, so retry on that specific failure.
-	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			os.RemoveAll(sockDir)
-			return nil, err
-		}
-		// A failed attempt's QEMU may have left its socket: the next
-		// must not take that file for its own QEMU's.
-		os.Remove(qmpSock)
-		v, err := launch(ctx, c, accel, qmpSock, port)
-		if err == nil {
-			v.sockDir = sockDir
-			go func() { <-v.done; releasePort(port) }()
-			return v, nil
-		}
-		releasePort(port)
-		lastErr = err
-		if !strings.Contains(err.Error(), "hostfwd") && !strings.Contains(err.Error(), "host forwarding") {
-			break
-		}
+	v, err := launch(ctx, c, accel, filepath.Join(sockDir, "qmp.sock"), filepath.Join(sockDir, "agent.sock"))
+	if err != nil {
+		os.RemoveAll(sockDir)
+		return nil, err
 	}
-	os.RemoveAll(sockDir)
-	return nil, lastErr
+	v.sockDir = sockDir
+	return v, nil
 }
 
-func launch(ctx context.Context, c Config, accel, qmpSock string, port int) (*VM, error) {
-	cmd := exec.Command(c.QEMU, c.args(accel, qmpSock, port)...)
+func launch(ctx context.Context, c Config, accel, qmpSock, agentSock string) (*VM, error) {
+	cmd := exec.Command(c.QEMU, c.args(accel, qmpSock, agentSock)...)
 	// Own process group, so a kill reaches everything QEMU started, and
 	// SIGKILL when oomlab dies without running any cleanup (even SIGKILL).
 	// PDEATHSIG fires when the thread that forked QEMU ends; Go ends a
@@ -259,8 +253,9 @@ func launch(ctx context.Context, c Config, accel, qmpSock string, port int) (*VM
 	if err != nil {
 		return nil, err
 	}
-	v := &VM{Accel: accel, SSHAddr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd, done: make(chan struct{}), stderr: &tailbuf.Buffer{Max: 8192}}
+	v := &VM{Accel: accel, AgentSock: agentSock, cmd: cmd, done: make(chan struct{}), stderr: &tailbuf.Buffer{Max: 8192}}
 	v.output.first = make(chan struct{})
+	v.FirstOutput = v.output.firstTime
 	cmd.Stderr = v.stderr
 	if v.stdin, err = cmd.StdinPipe(); err != nil {
 		return nil, err
@@ -439,67 +434,25 @@ func (v *VM) cleanup() {
 	}
 }
 
-// freePort returns a loopback TCP port that was free a moment ago and
-// that no other guest of this process holds (releasePort gives it back).
-//
-// Between the close here and QEMU's bind the port is free again, and
-// with guests started side by side (oomlab run --jobs) the kernel may hand
-// the same port to the next guest's freePort: the first QEMU to bind it
-// wins and the other fails at start. Across processes start retries that;
-// within this one the ports held by guests keep the port from being
-// handed out twice at all.
-func freePort() (int, error) { return holdPort(loopbackPort) }
-
-// loopbackPort binds 127.0.0.1:0 and closes: a port the kernel chose.
-func loopbackPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-var (
-	portsMu   sync.Mutex
-	portsHeld = map[int]bool{} // handed to a guest that has not exited
-)
-
-// holdPort takes a port from pick that no guest of this process holds
-// and holds it.
-func holdPort(pick func() (int, error)) (int, error) {
-	for range 32 {
-		p, err := pick()
-		if err != nil {
-			return 0, err
-		}
-		portsMu.Lock()
-		taken := portsHeld[p]
-		portsHeld[p] = true
-		portsMu.Unlock()
-		if !taken {
-			return p, nil
-		}
-	}
-	return 0, errors.New("vm: no free loopback port for the SSH forward in 32 tries")
-}
-
-func releasePort(p int) {
-	portsMu.Lock()
-	delete(portsHeld, p)
-	portsMu.Unlock()
-}
-
 // lineCounter notes the first and the latest console output.
 type lineCounter struct {
-	once  sync.Once
-	first chan struct{}
-	last  atomic.Int64 // unix nanoseconds
+	once    sync.Once
+	first   chan struct{}
+	firstAt atomic.Int64 // unix nanoseconds
+	last    atomic.Int64 // unix nanoseconds
 }
 
 func (l *lineCounter) saw() {
-	l.last.Store(time.Now().UnixNano())
-	l.once.Do(func() { close(l.first) })
+	now := time.Now().UnixNano()
+	l.last.Store(now)
+	l.once.Do(func() { l.firstAt.Store(now); close(l.first) })
+}
+
+func (l *lineCounter) firstTime() time.Time {
+	if n := l.firstAt.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // The registry of running guests lets KillAll (signal handlers, panics)
