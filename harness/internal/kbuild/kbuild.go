@@ -159,37 +159,44 @@ type builder struct {
 	log   io.Writer // never nil
 }
 
-// Build returns the kernel for o, building it if it is not cached.
-func Build(ctx context.Context, o Options) (*Result, error) {
-	b := &builder{o: o, start: time.Now(), log: o.LogOut}
+// newBuilder is the set-up Build and SourceTree share: the variant parsed,
+// the cache made absolute (it ends up in paths make and ccache see) and
+// the base read.
+func newBuilder(o Options) (b *builder, kind string, prefix int, err error) {
+	b = &builder{o: o, start: time.Now(), log: o.LogOut}
 	if b.log == nil {
 		b.log = io.Discard
 	}
-	kind, prefix, err := ParseVariant(o.Variant)
-	if err != nil {
-		return nil, err
-	}
-	if len(o.Fragments) == 0 {
-		return nil, errors.New("no kconfig fragments given; pass at least kconfig/base.config")
-	}
-	if b.o.Jobs <= 0 {
-		b.o.Jobs = runtime.NumCPU()
+	if kind, prefix, err = ParseVariant(o.Variant); err != nil {
+		return nil, kind, 0, err
 	}
 	b.cache = o.CacheDir
 	if b.cache == "" {
 		b.cache = DefaultCacheDir()
 	}
-	abs, err := filepath.Abs(b.cache)
+	if b.cache, err = filepath.Abs(b.cache); err != nil {
+		return nil, kind, 0, err
+	}
+	if b.base, err = ParseBase(o.BaseFile); err != nil {
+		return nil, kind, 0, err
+	}
+	return b, kind, prefix, nil
+}
+
+// Build returns the kernel for o, building it if it is not cached.
+func Build(ctx context.Context, o Options) (*Result, error) {
+	if len(o.Fragments) == 0 {
+		return nil, errors.New("no kconfig fragments given; pass at least kconfig/base.config")
+	}
+	b, kind, prefix, err := newBuilder(o)
 	if err != nil {
 		return nil, err
 	}
-	b.cache = abs
+	if b.o.Jobs <= 0 {
+		b.o.Jobs = runtime.NumCPU()
+	}
 	if err := os.MkdirAll(b.cache, 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create cache directory %s: %v (set a writable one with XDG_CACHE_HOME or the cache option)", b.cache, cause(err))
-	}
-	b.base, err = ParseBase(o.BaseFile)
-	if err != nil {
-		return nil, err
 	}
 
 	// Everything up to the cache lookup must stay cheap (no make, no unpack).

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,22 +29,8 @@ type Tree struct {
 // it (a kernel cache hit does not need the tree, so it may have been
 // pruned). It never builds a kernel.
 func SourceTree(ctx context.Context, o Options) (*Tree, error) {
-	b := &builder{o: o, log: o.LogOut}
-	if b.log == nil {
-		b.log = io.Discard
-	}
-	kind, prefix, err := ParseVariant(o.Variant)
+	b, kind, prefix, err := newBuilder(o)
 	if err != nil {
-		return nil, err
-	}
-	b.cache = o.CacheDir
-	if b.cache == "" {
-		b.cache = DefaultCacheDir()
-	}
-	if b.cache, err = filepath.Abs(b.cache); err != nil {
-		return nil, err
-	}
-	if b.base, err = ParseBase(o.BaseFile); err != nil {
 		return nil, err
 	}
 	patches, err := b.variantPatches(kind, prefix)
