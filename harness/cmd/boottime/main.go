@@ -14,9 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
-	"sort"
 	"text/tabwriter"
 
 	"gonum.org/v1/gonum/stat"
@@ -51,34 +49,6 @@ var phases = []phase{
 	{"total", func(r *results.Result) float64 { return r.Figures.BootSeconds }},
 }
 
-// newest finds the newest run under dir with boot phases of scenario (run
-// ids begin with their start time, so they sort by name).
-func newest(dir, scenario string) (string, *results.Run, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return "", nil, err
-	}
-	var names []string
-	for _, e := range entries {
-		if e.IsDir() {
-			names = append(names, e.Name())
-		}
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(names)))
-	for _, n := range names {
-		run, err := results.Load(filepath.Join(dir, n))
-		if err != nil {
-			continue // not a run, or another schema
-		}
-		for _, res := range run.Results {
-			if res.Scenario == scenario && res.Boot != nil {
-				return filepath.Join(dir, n), run, nil
-			}
-		}
-	}
-	return "", nil, nil
-}
-
 // quantile is the empirical p-quantile of xs.
 func quantile(p float64, xs []float64) float64 {
 	s := slices.Clone(xs)
@@ -87,7 +57,7 @@ func quantile(p float64, xs []float64) float64 {
 }
 
 func report(w io.Writer, dir, scenario string) error {
-	path, run, err := newest(dir, scenario)
+	path, run, err := results.Newest(dir, func(res *results.Result) bool { return res.Scenario == scenario && res.Boot != nil })
 	if err != nil {
 		return err
 	}

@@ -13,8 +13,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"sort"
 	"text/tabwriter"
 
 	"oomlab/harness/internal/results"
@@ -74,36 +72,8 @@ func Rates(run *results.Run, scenario string) []Rate {
 	return out
 }
 
-// newest finds the newest run under dir with results of scenario (run ids
-// begin with their start time, so they sort by name).
-func newest(dir, scenario string) (string, *results.Run, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return "", nil, err
-	}
-	var names []string
-	for _, e := range entries {
-		if e.IsDir() {
-			names = append(names, e.Name())
-		}
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(names)))
-	for _, n := range names {
-		run, err := results.Load(filepath.Join(dir, n))
-		if err != nil {
-			continue // not a run, or another schema
-		}
-		for _, res := range run.Results {
-			if res.Scenario == scenario {
-				return filepath.Join(dir, n), run, nil
-			}
-		}
-	}
-	return "", nil, nil
-}
-
 func report(w io.Writer, dir, scenario string) error {
-	path, run, err := newest(dir, scenario)
+	path, run, err := results.Newest(dir, func(res *results.Result) bool { return res.Scenario == scenario })
 	if err != nil {
 		return err
 	}

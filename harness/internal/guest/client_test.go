@@ -580,12 +580,9 @@ func TestAuthentication(t *testing.T) {
 
 // TestDialSilentServer: a port that accepts and never speaks (QEMU's
 // forwarder before the guest listens) must not hang Dial.
-func TestDialSilentServer(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+// holdSilent accepts every connection on l and holds it open saying
+// nothing, until the test ends; it counts them.
+func holdSilent(t *testing.T, l net.Listener) *atomic.Int32 {
 	var accepted atomic.Int32
 	var conns []net.Conn
 	var mu sync.Mutex
@@ -597,17 +594,27 @@ func TestDialSilentServer(t *testing.T) {
 			}
 			accepted.Add(1)
 			mu.Lock()
-			conns = append(conns, c) // hold open, say nothing
+			conns = append(conns, c)
 			mu.Unlock()
 		}
 	}()
-	defer func() {
+	t.Cleanup(func() {
+		l.Close()
 		mu.Lock()
 		for _, c := range conns {
 			c.Close()
 		}
 		mu.Unlock()
-	}()
+	})
+	return &accepted
+}
+
+func TestDialSilentServer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := holdSilent(t, l)
 	keys, _ := NewKeys()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -931,27 +938,7 @@ func TestDialUnixSilent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	var held []net.Conn
-	var mu sync.Mutex
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c)
-			mu.Unlock()
-		}
-	}()
-	defer func() {
-		mu.Lock()
-		for _, c := range held {
-			c.Close()
-		}
-		mu.Unlock()
-	}()
+	holdSilent(t, l)
 	keys, _ := NewKeys()
 	ctx, cancel := context.WithTimeout(context.Background(), 800*time.Millisecond)
 	defer cancel()

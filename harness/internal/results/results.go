@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"oomlab/harness/internal/atomicfile"
@@ -286,4 +287,34 @@ func Load(dir string) (*Run, error) {
 		return nil, fmt.Errorf("%s/run.json: schema version %d, this oomlab reads %d", dir, r.Schema, SchemaVersion)
 	}
 	return &r, nil
+}
+
+// Newest finds the newest run under dir (one run-id directory per run)
+// with a result that has what the caller looks for; run ids begin with
+// their start time, so they sort by name. Directories that are not runs,
+// or runs of another schema, are passed over. No such run: "", nil, nil.
+func Newest(dir string, has func(*Result) bool) (string, *Run, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(names)))
+	for _, n := range names {
+		run, err := Load(filepath.Join(dir, n))
+		if err != nil {
+			continue
+		}
+		for _, res := range run.Results {
+			if has(res) {
+				return filepath.Join(dir, n), run, nil
+			}
+		}
+	}
+	return "", nil, nil
 }
