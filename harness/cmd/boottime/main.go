@@ -3,7 +3,8 @@
 // variant, the median and 95th percentile of each boot phase the runner
 // recorded (results.BootPhases: QEMU start -> first console byte -> the
 // kernel runs /init -> the agent's ready marker -> the SSH handshake done)
-// and of the whole (figures.boot_s). It boots nothing; `make bench` runs
+// and of the whole (figures.boot_s), and the wait after it for the guest's
+// clocksource to settle before a stress phase may start. It boots nothing; `make bench` runs
 // it, after `oomlab run boot --repeat 10` when OOMLAB_BENCH_RUN=1.
 //
 //	boottime [-results DIR] [SCENARIO]
@@ -47,6 +48,9 @@ var phases = []phase{
 	{"agent start", func(r *results.Result) float64 { return r.Boot.InitS }},
 	{"ssh", func(r *results.Result) float64 { return r.Boot.ConnectS }},
 	{"total", func(r *results.Result) float64 { return r.Figures.BootSeconds }},
+	// After the boot, before any stress: the wait for the clocksource
+	// to leave tsc-early (scenario/clock.go).
+	{"+clock settle", func(r *results.Result) float64 { return r.Boot.ClockS }},
 }
 
 // quantile is the empirical p-quantile of xs.

@@ -26,7 +26,7 @@ func TestReport(t *testing.T) {
 	boot := func(fw, k, init, ssh float64) *results.Result {
 		return &results.Result{Scenario: "boot", Variant: "baseline", Accel: "tcg",
 			Figures: metrics.Figures{BootSeconds: fw + k + init + ssh},
-			Boot:    &results.BootPhases{FirmwareS: fw, KernelS: k, InitS: init, ConnectS: ssh}}
+			Boot:    &results.BootPhases{FirmwareS: fw, KernelS: k, InitS: init, ConnectS: ssh, ClockS: 0.5}}
 	}
 	save("20261130-000000-aaaaaa", boot(9, 9, 9, 9))
 	save("20261130-010000-bbbbbb", boot(0.1, 0.5, 0.1, 0.1), boot(0.3, 0.5, 0.1, 0.1), boot(0.2, 0.7, 0.2, 0.1))
@@ -42,7 +42,7 @@ func TestReport(t *testing.T) {
 		t.Errorf("not the newest run with boot phases:\n%s", s)
 	}
 	// Medians 0.2, 0.5, 0.1, 0.1, total 1.0 (of 0.8, 1.0, 1.2); p95 (empirical) the largest.
-	want := "baseline  tcg    3      0.20 / 0.30    0.50 / 0.70  0.10 / 0.20  0.10 / 0.10  1.00 / 1.20"
+	want := "baseline  tcg    3      0.20 / 0.30    0.50 / 0.70  0.10 / 0.20  0.10 / 0.10  1.00 / 1.20  0.50 / 0.50"
 	if !strings.Contains(s, want) {
 		t.Errorf("no line %q in\n%s", want, s)
 	}

@@ -154,6 +154,10 @@ type BootPhases struct {
 	KernelS   float64 `json:"kernel_s"`   // -> the kernel runs /init
 	InitS     float64 `json:"init_s"`     // -> the agent's ready marker (mounts, sysctls, server start)
 	ConnectS  float64 `json:"connect_s"`  // -> the SSH handshake done
+	// ClockS is the wait after the boot, before the setup, for the
+	// guest's clocksource to leave tsc-early (scenario/clock.go): not
+	// in boot_s, but before any stress phase can start.
+	ClockS float64 `json:"clock_settle_s"`
 }
 
 // DetectorTiming is what a detector scenario read from its guest after the

@@ -657,6 +657,13 @@ func runGuest(ctx context.Context, g *session, r *results.Result, f *facts) erro
 	if err := checkGuest(ctx, g.sh, g.sc, g.variant); err != nil {
 		return err // requires: in the guest, before the setup (requires.go)
 	}
+	waited, err := settleClock(ctx, g.sh)
+	if r.Boot != nil {
+		r.Boot.ClockS = waited.Seconds()
+	}
+	if err != nil {
+		return err
+	}
 	steps, err := setupPhase(ctx, g.sh, g.sc, g.variant)
 	r.Steps = append(r.Steps, steps...)
 	if err != nil {
