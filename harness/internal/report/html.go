@@ -453,8 +453,8 @@ func HTML(w io.Writer, r *results.Run, dir string) error {
 			if anyRounds {
 				fmt.Fprintf(&b, "<td>%s</td>", esc(roundsCell(res.Rounds)))
 			}
-			fmt.Fprintf(&b, "<td class=\"n\">%.1f</td><td class=\"n\">%d</td><td class=\"n\">%d</td><td class=\"n\">%s</td><td class=\"n\">%d</td><td class=\"n\">%d</td><td class=\"n\">%d</td><td class=\"n\">%s</td><td class=\"n\">%s</td><td class=\"n\">%d</td><td>%v</td></tr>\n",
-				f.BootSeconds, f.OOMEvents, f.OOMKills, kpe, f.Reaped, f.HandedOver, f.ReapFailed, p50, kx, f.Lockups, f.GuestAlive)
+			fmt.Fprintf(&b, "<td class=\"n\"%s>%.1f</td><td class=\"n\">%d</td><td class=\"n\">%d</td><td class=\"n\">%s</td><td class=\"n\">%d</td><td class=\"n\">%d</td><td class=\"n\">%d</td><td class=\"n\">%s</td><td class=\"n\">%s</td><td class=\"n\">%d</td><td>%v</td></tr>\n",
+				bootTitle(res.Boot), f.BootSeconds, f.OOMEvents, f.OOMKills, kpe, f.Reaped, f.HandedOver, f.ReapFailed, p50, kx, f.Lockups, f.GuestAlive)
 		}
 		b.WriteString("</tbody></table></div>\n")
 		var fails []string
@@ -586,4 +586,13 @@ func renderHTML(r *results.Run, dir string) ([]byte, error) {
 	var buf bytes.Buffer
 	err := HTML(&buf, r, dir)
 	return buf.Bytes(), err
+}
+
+// bootTitle is the boot cell's hover text: where the boot's time went.
+func bootTitle(p *results.BootPhases) string {
+	if p == nil {
+		return ""
+	}
+	return fmt.Sprintf(` title="QEMU and firmware %.2f s, kernel %.2f s, agent start %.2f s, SSH %.2f s; then %.2f s for the clocksource to settle"`,
+		p.FirmwareS, p.KernelS, p.InitS, p.ConnectS, p.ClockS)
 }
