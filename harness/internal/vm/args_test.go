@@ -26,4 +26,11 @@ func TestAgentPortWiring(t *testing.T) {
 	if i < 0 || !slices.Contains(strings.Fields(args[i+1]), RebootTriple) || !slices.Contains(args, "-no-reboot") {
 		t.Errorf("a guest reboot would not end QEMU: %q", args)
 	}
+	// What makes older kernels boot like 6.12 on the microvm: a seeded
+	// RNG at once and the TSC as clocksource.
+	for _, p := range []string{TrustCPURandom, TSCReliable} {
+		if i < 0 || !slices.Contains(strings.Fields(args[i+1]), p) {
+			t.Errorf("no %s on the command line: %q", p, args)
+		}
+	}
 }

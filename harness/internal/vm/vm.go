@@ -187,6 +187,23 @@ const HandoffDebug = `dyndbg="file oom_kill.c +p" loglevel=8`
 // this path.
 const RebootTriple = "reboot=t"
 
+// TrustCPURandom is on every guest's command line: the agent's SSH
+// handshake needs random bytes, and getrandom() blocks until the kernel's
+// RNG is seeded. 6.12 trusts the CPU's RDRAND (which QEMU provides, from
+// the host's RNG) by default and is seeded in 40 ms; 6.1 does only with
+// CONFIG_RANDOM_TRUST_CPU, off in tinyconfig, and waited 1.2 s for jitter
+// entropy, every boot.
+const TrustCPURandom = "random.trust_cpu=on"
+
+// TSCReliable is on every guest's command line: without it 6.1 decides
+// that an AMD CPU's TSCs with more than one CPU are not synchronized
+// (unsynchronized_tsc()) and, the microvm having neither HPET nor the ACPI
+// PM timer, ran every test on the jiffies clocksource, without high
+// resolution timers. QEMU's vCPUs read one TSC (TCG derives it from the
+// host's clock; KVM keeps it in sync), so it is reliable; 6.12 uses it
+// either way.
+const TSCReliable = "tsc=reliable"
+
 func (c *Config) args(accel, qmpSock, agentSock string) []string {
 	cpu := "max"
 	accelArg := "tcg,thread=multi"
@@ -196,7 +213,7 @@ func (c *Config) args(accel, qmpSock, agentSock string) []string {
 	// HandoffDebug turns on the series' "Handed over <pid> to exit path."
 	// line, a pr_debug() that costs nothing unless enabled; kernels
 	// without it (or without CONFIG_DYNAMIC_DEBUG) ignore the parameter.
-	cmdline := strings.TrimSpace("console=ttyS0 " + RebootTriple + " " + HandoffDebug + " " + c.Cmdline)
+	cmdline := strings.TrimSpace("console=ttyS0 " + RebootTriple + " " + TrustCPURandom + " " + TSCReliable + " " + HandoffDebug + " " + c.Cmdline)
 	return []string{
 		// microvm: no PCI, no ACPI, no firmware tables to walk: qboot
 		// jumps to the kernel, SMP comes from the MP table and the
