@@ -151,14 +151,16 @@ func (l *portListener) Close() error {
 func (l *portListener) Addr() net.Addr { return portAddr(l.f.Name()) }
 
 // portConn is one host connection on the port. Close does not close the
-// port: it wakes a Read still waiting (the SSH reader goroutine), waits
-// for it to leave so that it cannot take the next connection's bytes, and
-// hands the port back to Accept.
+// port: it wakes a Read or Write still waiting (the SSH reader goroutine,
+// a writer facing a host that left), waits for them to leave so that they
+// cannot take or send the next connection's bytes, and hands the port back
+// to Accept.
 type portConn struct {
 	l      *portListener
 	mu     sync.Mutex
 	closed bool
-	reads  sync.WaitGroup
+	// inflight are the Reads and Writes under way, which Close waits for.
+	inflight sync.WaitGroup
 }
 
 func (c *portConn) Read(b []byte) (int, error) {
@@ -167,9 +169,9 @@ func (c *portConn) Read(b []byte) (int, error) {
 		c.mu.Unlock()
 		return 0, net.ErrClosed
 	}
-	c.reads.Add(1)
+	c.inflight.Add(1)
 	c.mu.Unlock()
-	defer c.reads.Done()
+	defer c.inflight.Done()
 	n, err := c.l.f.Read(b)
 	if errors.Is(err, io.EOF) {
 		return n, io.EOF // the host end went away
@@ -179,11 +181,13 @@ func (c *portConn) Read(b []byte) (int, error) {
 
 func (c *portConn) Write(b []byte) (int, error) {
 	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
+	if c.closed {
+		c.mu.Unlock()
 		return 0, net.ErrClosed
 	}
+	c.inflight.Add(1)
+	c.mu.Unlock()
+	defer c.inflight.Done()
 	return c.l.f.Write(b)
 }
 
@@ -195,8 +199,10 @@ func (c *portConn) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
-	_ = c.l.f.SetReadDeadline(time.Unix(1, 0))
-	c.reads.Wait()
+	// A writer can wait too: with the host gone the port never becomes
+	// writable, and its bytes must not reach the next host connection.
+	_ = c.l.f.SetDeadline(time.Unix(1, 0))
+	c.inflight.Wait()
 	c.l.free <- struct{}{}
 	return nil
 }

@@ -152,3 +152,43 @@ func TestPortName(t *testing.T) {
 		t.Errorf("portName(:22) = %q", got)
 	}
 }
+
+// Close also wakes a writer stuck on a host that stopped reading, and the
+// port goes to the next Accept only once that writer has left.
+func TestPortConnCloseWakesWriter(t *testing.T) {
+	l, _, up := fakePort(t)
+	up.Store(true)
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := c.Write(make([]byte, 16<<20)) // far more than the socket buffer
+		wrote <- err
+	}()
+	select {
+	case err := <-wrote:
+		t.Fatalf("a 16 MB write to a host that reads nothing returned: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	c.Close()
+	select {
+	case err := <-wrote:
+		if err == nil {
+			t.Error("the stuck write succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not wake the writer")
+	}
+	next := acceptAsync(l)
+	select {
+	case c2 := <-next:
+		if c2 == nil {
+			t.Fatal("Accept failed")
+		}
+		c2.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the port was not handed to the next Accept")
+	}
+}
