@@ -163,14 +163,21 @@ type portConn struct {
 	inflight sync.WaitGroup
 }
 
-func (c *portConn) Read(b []byte) (int, error) {
+// enter counts a Read or Write in, unless the connection is closed.
+func (c *portConn) enter() bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closed {
-		c.mu.Unlock()
-		return 0, net.ErrClosed
+		return false
 	}
 	c.inflight.Add(1)
-	c.mu.Unlock()
+	return true
+}
+
+func (c *portConn) Read(b []byte) (int, error) {
+	if !c.enter() {
+		return 0, net.ErrClosed
+	}
 	defer c.inflight.Done()
 	n, err := c.l.f.Read(b)
 	if errors.Is(err, io.EOF) {
@@ -180,13 +187,9 @@ func (c *portConn) Read(b []byte) (int, error) {
 }
 
 func (c *portConn) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+	if !c.enter() {
 		return 0, net.ErrClosed
 	}
-	c.inflight.Add(1)
-	c.mu.Unlock()
 	defer c.inflight.Done()
 	return c.l.f.Write(b)
 }

@@ -69,8 +69,9 @@ func walk(n *html.Node, f func(*html.Node)) {
 	}
 }
 
-func TestHTMLReportStructure(t *testing.T) {
-	dir, r := realRun(t)
+// renderParsed renders r's report and parses it as a browser would.
+func renderParsed(t *testing.T, r *results.Run, dir string) ([]byte, *html.Node) {
+	t.Helper()
 	out, err := renderHTML(r, dir)
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +80,12 @@ func TestHTMLReportStructure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return out, doc
+}
+
+func TestHTMLReportStructure(t *testing.T) {
+	dir, r := realRun(t)
+	out, doc := renderParsed(t, r, dir)
 	tables := map[string]*html.Node{}
 	svgs := map[string]*html.Node{}
 	var strips, timelines int
@@ -308,14 +315,7 @@ func TestAlignSamples(t *testing.T) {
 func TestHTMLBootPhases(t *testing.T) {
 	dir, r := realRun(t)
 	r.Results[0].Boot = &results.BootPhases{FirmwareS: 0.17, KernelS: 0.51, InitS: 0.15, ConnectS: 0.05, ClockS: 0.77}
-	out, err := renderHTML(r, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := html.Parse(bytes.NewReader(out))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, doc := renderParsed(t, r, dir)
 	var titles []string
 	walk(doc, func(n *html.Node) {
 		if n.Type == html.ElementNode && n.Data == "td" {
