@@ -90,7 +90,7 @@ func RunInit(configPath string) {
 		time.Sleep(time.Second)
 		unix.Sync()
 		// A restart ends QEMU (-no-reboot) even on a machine with no
-		// power-off (no ACPI); a power-off first, for any other.
+		// power-off (no ACPI); the power-off only if the restart failed.
 		_ = unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
 		_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 		reapForever()
@@ -200,23 +200,17 @@ func setupNetwork(cfg protocol.Config) {
 // (a host connected meanwhile sees its bytes wait in the port).
 func listenFile(addr string) (*os.File, error) {
 	if name := portName(addr); name != "" {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			dev, err := findPort(name)
-			if err == nil {
-				// Opened blocking, without the Go poller: PID 1 only
-				// holds it; the server makes its copy non-blocking.
-				fd, err := unix.Open(dev, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
-				if err != nil {
-					return nil, fmt.Errorf("open %s: %w", dev, err)
-				}
-				return os.NewFile(uintptr(fd), dev), nil
-			}
-			if time.Now().After(deadline) {
-				return nil, err
-			}
-			time.Sleep(20 * time.Millisecond)
+		dev, err := waitForPort(name, 10*time.Second)
+		if err != nil {
+			return nil, err
 		}
+		// Opened blocking, without the Go poller: PID 1 only holds it;
+		// the server makes its copy non-blocking.
+		fd, err := unix.Open(dev, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", dev, err)
+		}
+		return os.NewFile(uintptr(fd), dev), nil
 	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -42,20 +42,28 @@ func findPort(name string) (string, error) {
 	return "", fmt.Errorf("no virtio-serial port named %q under %s (%d ports): %w", name, vportClass, len(dirs), os.ErrNotExist)
 }
 
-// openPort opens the port called name, waiting up to wait for the driver
-// to have probed it (virtio-mmio devices may probe after init starts).
-func openPort(name string, wait time.Duration) (*os.File, error) {
+// waitForPort returns the device of the port called name, waiting up to
+// wait for the driver to have probed it (virtio-mmio devices may probe
+// after init starts).
+func waitForPort(name string, wait time.Duration) (string, error) {
 	deadline := time.Now().Add(wait)
 	for {
 		dev, err := findPort(name)
-		if err == nil {
-			return os.OpenFile(dev, os.O_RDWR, 0)
-		}
-		if time.Now().After(deadline) {
-			return nil, err
+		if err == nil || time.Now().After(deadline) {
+			return dev, err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// openPort opens the port called name for a server of its own (the Go
+// poller makes it non-blocking), waiting for it as waitForPort does.
+func openPort(name string, wait time.Duration) (*os.File, error) {
+	dev, err := waitForPort(name, wait)
+	if err != nil {
+		return nil, err
+	}
+	return os.OpenFile(dev, os.O_RDWR, 0)
 }
 
 // isCharDevice says whether f is a character device (a port passed as

@@ -20,48 +20,64 @@ import (
 // gates nothing: fail -> fail is the kernel's or the guest's, not the
 // variant's. Guest runs skipped by requires: are not runs.
 func SelftestRegressions(r *results.Run) []string {
-	type runs struct {
-		variants []string
-		figs     map[string][]*metrics.Figures
+	figs, order := groupFigures(r)
+	var scenarios []string
+	variants := map[string][]string{}
+	for _, k := range order {
+		if variants[k[0]] == nil {
+			scenarios = append(scenarios, k[0])
+		}
+		variants[k[0]] = append(variants[k[0]], k[1])
 	}
-	var order []string
-	by := map[string]*runs{}
+	var out []string
+	for _, sc := range scenarios {
+		ref := Reference(variants[sc])
+		for _, v := range variants[sc] {
+			if v == ref {
+				continue
+			}
+			for _, reg := range regressed(figs[[2]string{sc, ref}], figs[[2]string{sc, v}]) {
+				out = append(out, fmt.Sprintf("%s: selftest %s passes on %s, %s on %s", sc, reg.name, ref, reg.how, v))
+			}
+		}
+	}
+	return out
+}
+
+// groupFigures is r's figures by scenario x variant, in the order the
+// run has them; guest runs skipped by requires: are not runs.
+func groupFigures(r *results.Run) (map[[2]string][]*metrics.Figures, [][2]string) {
+	m := map[[2]string][]*metrics.Figures{}
+	var order [][2]string
 	for _, res := range r.Results {
 		if res == nil || res.Verdict == results.Skip {
 			continue
 		}
-		s := by[res.Scenario]
-		if s == nil {
-			s = &runs{figs: map[string][]*metrics.Figures{}}
-			by[res.Scenario] = s
-			order = append(order, res.Scenario)
+		k := [2]string{res.Scenario, res.Variant}
+		if m[k] == nil {
+			order = append(order, k)
 		}
-		if s.figs[res.Variant] == nil {
-			s.variants = append(s.variants, res.Variant)
-		}
-		s.figs[res.Variant] = append(s.figs[res.Variant], &res.Figures)
+		m[k] = append(m[k], &res.Figures)
 	}
-	var out []string
-	for _, sc := range order {
-		s := by[sc]
-		ref := Reference(s.variants)
-		passed := passedEverywhere(s.figs[ref])
-		for _, v := range s.variants {
-			if v == ref {
-				continue
+	return m, order
+}
+
+// caseRegression is a case that passed in every reference run and how it
+// went in the runs where it did not pass ("fails in run 2, ...").
+type caseRegression struct{ name, how string }
+
+// regressed applies the rule to one reference and one other set of runs.
+func regressed(ref, other []*metrics.Figures) []caseRegression {
+	var out []caseRegression
+	for _, c := range passedEverywhere(ref) {
+		var how []string
+		for i, f := range other {
+			if st := selftestStatus(f, c); st != "passes" {
+				how = append(how, fmt.Sprintf("%s in run %d", st, i+1))
 			}
-			for _, c := range passed {
-				var how []string
-				for i, f := range s.figs[v] {
-					if st := selftestStatus(f, c); st != "passes" {
-						how = append(how, fmt.Sprintf("%s in run %d", st, i+1))
-					}
-				}
-				if len(how) > 0 {
-					out = append(out, fmt.Sprintf("%s: selftest %s passes on %s, %s on %s",
-						sc, c, ref, strings.Join(how, ", "), v))
-				}
-			}
+		}
+		if len(how) > 0 {
+			out = append(out, caseRegression{c, strings.Join(how, ", ")})
 		}
 	}
 	return out
@@ -116,36 +132,13 @@ func selftestStatus(f *metrics.Figures, c string) string {
 // the reference): for every scenario x variant both have, a case that
 // passed in every run of it in A must pass in every run of it in B.
 func SelftestRegressionsBetween(a, b *results.Run) []string {
-	byGroup := func(r *results.Run) (map[[2]string][]*metrics.Figures, [][2]string) {
-		m := map[[2]string][]*metrics.Figures{}
-		var order [][2]string
-		for _, res := range r.Results {
-			if res == nil || res.Verdict == results.Skip {
-				continue
-			}
-			k := [2]string{res.Scenario, res.Variant}
-			if m[k] == nil {
-				order = append(order, k)
-			}
-			m[k] = append(m[k], &res.Figures)
-		}
-		return m, order
-	}
-	ga, _ := byGroup(a)
-	gb, order := byGroup(b)
+	ga, _ := groupFigures(a)
+	gb, order := groupFigures(b)
 	var out []string
 	for _, k := range order {
-		for _, c := range passedEverywhere(ga[k]) {
-			var how []string
-			for i, f := range gb[k] {
-				if st := selftestStatus(f, c); st != "passes" {
-					how = append(how, fmt.Sprintf("%s in run %d", st, i+1))
-				}
-			}
-			if len(how) > 0 {
-				out = append(out, fmt.Sprintf("%s/%s: selftest %s passes in %s, %s in %s",
-					k[0], k[1], c, runName(a), strings.Join(how, ", "), runName(b)))
-			}
+		for _, reg := range regressed(ga[k], gb[k]) {
+			out = append(out, fmt.Sprintf("%s/%s: selftest %s passes in %s, %s in %s",
+				k[0], k[1], reg.name, runName(a), reg.how, runName(b)))
 		}
 	}
 	return out

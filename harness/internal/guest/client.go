@@ -54,13 +54,14 @@ func Dial(ctx context.Context, addr string, keys *Keys, handshakeTimeout time.Du
 	if handshakeTimeout <= 0 {
 		handshakeTimeout = 10 * time.Second
 	}
+	network := "tcp"
 	if isUnix(addr) {
-		handshakeTimeout = 0
+		network, handshakeTimeout = "unix", 0
 	}
 	backoff := 50 * time.Millisecond
 	var lastErr error
 	for {
-		c, err := dialOnce(ctx, addr, keys, handshakeTimeout)
+		c, err := dialOnce(ctx, network, addr, keys, handshakeTimeout)
 		if err == nil {
 			return c, nil
 		}
@@ -82,11 +83,9 @@ func Dial(ctx context.Context, addr string, keys *Keys, handshakeTimeout time.Du
 // isUnix says whether addr is a UNIX socket path rather than host:port.
 func isUnix(addr string) bool { return strings.HasPrefix(addr, "/") }
 
-func dialOnce(ctx context.Context, addr string, keys *Keys, handshakeTimeout time.Duration) (*Client, error) {
-	network := "tcp"
-	if isUnix(addr) {
-		network = "unix"
-	}
+// dialOnce is one attempt; handshakeTimeout 0 bounds the handshake by ctx
+// alone.
+func dialOnce(ctx context.Context, network, addr string, keys *Keys, handshakeTimeout time.Duration) (*Client, error) {
 	d := net.Dialer{Timeout: handshakeTimeout}
 	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"time"
 
 	"oomlab/harness/internal/atomicfile"
@@ -302,14 +301,12 @@ func Newest(dir string, has func(*Result) bool) (string, *Run, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	var names []string
-	for _, e := range entries {
-		if e.IsDir() {
-			names = append(names, e.Name())
+	// ReadDir sorts by name: newest last.
+	for i := len(entries) - 1; i >= 0; i-- {
+		if !entries[i].IsDir() {
+			continue
 		}
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(names)))
-	for _, n := range names {
+		n := entries[i].Name()
 		run, err := Load(filepath.Join(dir, n))
 		if err != nil {
 			continue

@@ -506,9 +506,13 @@ type bootClock struct {
 	init, ready time.Time
 }
 
-// initLine is init/main.c's run_init_process(), printed before the kernel
-// executes /init (the agent).
-var initLine = []byte("Run /init as init process")
+// The boot's milestones on the console, as bytes for bytes.Contains on
+// every line: initLine is init/main.c's run_init_process(), printed before
+// the kernel executes /init (the agent); readyLine the agent's marker.
+var (
+	initLine  = []byte("Run /init as init process")
+	readyLine = []byte(protocol.ReadyMarker)
+)
 
 // watch returns onLine with the milestones noted first.
 func (b *bootClock) watch(onLine func([]byte)) func([]byte) {
@@ -517,7 +521,7 @@ func (b *bootClock) watch(onLine func([]byte)) func([]byte) {
 		if b.init.IsZero() && bytes.Contains(line, initLine) {
 			b.init = time.Now()
 		}
-		if b.ready.IsZero() && bytes.Contains(line, []byte(protocol.ReadyMarker)) {
+		if b.ready.IsZero() && bytes.Contains(line, readyLine) {
 			b.ready = time.Now()
 		}
 		b.mu.Unlock()

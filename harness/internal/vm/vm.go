@@ -53,9 +53,6 @@ type VM struct {
 	AgentSock string    // UNIX socket: the host end of the guest's AgentPort
 	Started   time.Time // when QEMU was started
 	QMP       *Monitor
-	// FirstOutput is when the first console byte arrived (zero before):
-	// the boot's firmware part ends there.
-	FirstOutput func() time.Time
 
 	cmd     *exec.Cmd
 	sockDir string
@@ -272,7 +269,6 @@ func launch(ctx context.Context, c Config, accel, qmpSock, agentSock string) (*V
 	}
 	v := &VM{Accel: accel, AgentSock: agentSock, cmd: cmd, done: make(chan struct{}), stderr: &tailbuf.Buffer{Max: 8192}}
 	v.output.first = make(chan struct{})
-	v.FirstOutput = v.output.firstTime
 	cmd.Stderr = v.stderr
 	if v.stdin, err = cmd.StdinPipe(); err != nil {
 		return nil, err
@@ -367,6 +363,10 @@ func (v *VM) readConsole(r io.Reader, log io.Writer, onLine func([]byte)) {
 		}
 	}
 }
+
+// FirstOutput is when the first console byte arrived (zero before): the
+// boot's firmware part ends there.
+func (v *VM) FirstOutput() time.Time { return v.output.firstTime() }
 
 // Done is closed when QEMU has exited and the console is fully read.
 func (v *VM) Done() <-chan struct{} { return v.done }
